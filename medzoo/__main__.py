@@ -1,0 +1,5 @@
+import sys
+
+from medzoo.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,63 @@
+"""Entry point of the ``medzoo`` command: builds the argument parser from the command modules and dispatches.
+
+Each command module has ``register(subparsers)`` that adds its parsers and sets ``func`` (a handler taking the
+parsed args and returning an exit code). Modules import torch and the tasks only inside handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+# Albumentations checks PyPI for updates on import unless told not to: medzoo never touches the network.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+_COMMAND_MODULES = ("medzoo.cli.models", "medzoo.cli.relay", "medzoo.cli.synth", "medzoo.cli.bench")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="medzoo",
+        description="medzoo: clinical-imaging model zoo trained by relay learning (the model travels, the data stays).",
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for mod in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name != mod:
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from medzoo.errors import MedzooError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        import medzoo
+
+        print(f"medzoo {medzoo.__version__}")
+        return 0
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except MedzooError as e:
+        print(f"medzoo: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("medzoo: interrupted; finished files are in place, partial ones were removed", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""``medzoo list | predict | evaluate | train | finetune``: the same commands for every task."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("list", help="list tasks and shipped weights")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("predict", help="run a model on input files and write masks / JSON / overlay PNGs")
+    p.add_argument("model", help="shipped weights name (see `medzoo list`) or a .safetensors model file")
+    p.add_argument("inputs", nargs="+", type=Path, help="input files (images, NIfTI volumes, DICOM files or series folders)")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    _add_input_options(p)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="measure a model on a labelled dataset (a built-in site or a folder)")
+    p.add_argument("model", help="shipped weights name or .safetensors model file")
+    p.add_argument("--data", required=True, help="built-in site name or a folder in the task's layout")
+    p.add_argument("--split", default="test", choices=("train", "test", "all"))
+    p.add_argument("--json", type=Path, help="also write the metrics (and per-sample values) as JSON here")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_evaluate)
+
+    for name, helptext in (("train", "train a model for a task at one site"),
+                           ("finetune", "fine-tune a model at a new site without forgetting earlier ones")):
+        p = sub.add_parser(name, help=helptext)
+        if name == "train":
+            p.add_argument("task", help="task name (see `medzoo list`)")
+            p.add_argument("--init", help="start from shipped weights name or a model file instead of random init")
+        else:
+            p.add_argument("model", help="shipped weights name or .safetensors model file")
+            p.add_argument("--strategy", default="lwf", help="continual-learning strategy (see `medzoo relay strategies`); default lwf")
+        p.add_argument("--data", required=True, help="built-in site name or a folder in the task's layout")
+        p.add_argument("--site", default=None, help="site name recorded with the model (default: the data's name)")
+        p.add_argument("--out", type=Path, required=True, help="output .safetensors model file")
+        p.add_argument("--epochs", type=int, default=10)
+        p.add_argument("--batch-size", type=int, default=8)
+        p.add_argument("--lr", type=float, default=1e-3)
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--device", default="cpu")
+        p.set_defaults(func=cmd_train if name == "train" else cmd_finetune)
+
+
+def _add_input_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("task-specific input options (used by the tasks that need them)")
+    g.add_argument("--spacing", type=float, nargs="+", help="voxel/pixel spacing in mm (CT tasks; read from headers when available)")
+    g.add_argument("--bbox", type=int, nargs=6, metavar=("Z0", "Y0", "X0", "Z1", "Y1", "X1"), help="lesion box (mediastinum)")
+    g.add_argument("--mask", type=Path, help="lesion mask file (mediastinum)")
+    g.add_argument("--slice-index", type=int, help="axial slice of a volume (midline)")
+    g.add_argument("--threshold", type=float, help="probability threshold (segmentation)")
+
+
+def _input_options(args: argparse.Namespace) -> dict[str, Any]:
+    opts = {k: getattr(args, k) for k in ("spacing", "bbox", "mask", "slice_index", "threshold")}
+    return {k: v for k, v in opts.items() if v is not None}
+
+
+def load_any(model: str) -> Any:
+    """A TaskModel from a shipped weights name or a model file path."""
+    from medzoo import get_task
+    from medzoo.core import load_model
+    from medzoo.weights import get_weights, load_pretrained
+
+    if Path(model).suffix == ".safetensors" or Path(model).exists():
+        return load_model(model)
+    meta = get_weights(model)
+    return load_pretrained(get_task(meta.task), model)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from medzoo import list_tasks
+    from medzoo.weights import list_weights
+
+    print("tasks:")
+    for t in list_tasks():
+        print(f"  {t}")
+    print("shipped weights:")
+    ws = list_weights()
+    if not ws:
+        print("  (none)")
+    for w in ws:
+        primary = next(iter(w.metrics.items()), ("", {}))
+        shown = ", ".join(f"{k}={v:.3f}" for k, v in list(primary[1].items())[:3])
+        tag = "SYNTHETIC " if w.synthetic else ""
+        print(f"  {w.name:<18} task={w.task:<15} {tag}sites={','.join(w.sites)}  {primary[0]}: {shown}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    model = load_any(args.model).to(args.device)
+    written = model.task.predict_files(model, list(args.inputs), args.out, **_input_options(args))
+    for p in written:
+        print(p)
+    if model.task.spec.synthetic:
+        print("note: this model was trained on SYNTHETIC data only; not for clinical use")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from medzoo.io import atomic_write_json
+
+    model = load_any(args.model).to(args.device)
+    task = model.task
+    ds = task.build_dataset(args.data, args.split)
+    res = task.evaluate(model.net, ds, device=args.device)
+    tag = " (SYNTHETIC data)" if task.spec.synthetic else ""
+    print(f"{task.spec.name} on {args.data} [{args.split}], n={len(res.ids) or len(ds)}{tag}")  # type: ignore[arg-type]
+    for k, v in res.metrics.items():
+        print(f"  {k:<24} {v:.4f}")
+    if args.json:
+        atomic_write_json(args.json, {"task": task.spec.name, "model": args.model, "data": str(args.data),
+                                      "split": args.split, "synthetic": task.spec.synthetic, **res.to_json()})
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from medzoo import get_task
+    from medzoo.relay.trainer import TrainConfig, train_site
+
+    if args.init:
+        tm = load_any(args.init)
+        task, net = tm.task, tm.net
+        if task.spec.name != args.task:
+            from medzoo.errors import WeightsError
+
+            raise WeightsError(f"--init {args.init} is a {task.spec.name!r} model, not {args.task!r}")
+    else:
+        task = get_task(args.task)
+        net = task.build_model()
+    ds = task.build_dataset(args.data, "train", augment=True)
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    stats = train_site(task, net, ds, cfg, site_name=args.site or Path(str(args.data)).name, device=args.device)
+    meta = {"sites": [args.site or Path(str(args.data)).name], "train_stats": stats, "synthetic": task.spec.synthetic}
+    out = task.wrap(net, meta).save(args.out)
+    print(json.dumps({"out": str(out), **stats}))
+    return 0
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from medzoo.relay.api import finetune
+
+    tm = load_any(args.model)
+    out = finetune(tm, args.data, site=args.site, strategy=args.strategy, epochs=args.epochs,
+                   batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device)
+    path = out.save(args.out)
+    print(path)
+    return 0

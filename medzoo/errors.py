@@ -1,0 +1,31 @@
+"""Errors medzoo raises on bad input: each names the file (when there is one) and the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class MedzooError(Exception):
+    """Base class of every error medzoo raises on purpose."""
+
+
+class InputError(MedzooError, ValueError):
+    """Bad input data: an unreadable file, a wrong shape, values that make no sense.
+
+    Args:
+        problem: what is wrong, in words a user can act on.
+        path: the offending file, when there is one; it is put first in the message.
+    """
+
+    def __init__(self, problem: str, path: str | Path | None = None) -> None:
+        self.problem = problem
+        self.path = None if path is None else Path(path)
+        super().__init__(f"{self.path}: {problem}" if self.path is not None else problem)
+
+
+class WeightsError(MedzooError):
+    """Shipped or user weights are missing, corrupt (checksum mismatch) or do not fit the model."""
+
+
+class BatonError(MedzooError):
+    """A relay baton is truncated, edited, foreign, for another task, from a newer format, or signed with another key."""

@@ -1,0 +1,1 @@
+"""Relay learning: one trainer, strategies as hooks, the baton file, baselines and forgetting reports."""
