@@ -15,7 +15,7 @@ from collections.abc import Sequence
 # Albumentations checks PyPI for updates on import unless told not to: medzoo never touches the network.
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-_COMMAND_MODULES = ("medzoo.cli.models", "medzoo.cli.relay", "medzoo.cli.synth", "medzoo.cli.bench")
+_COMMAND_MODULES = ("medzoo.cli.models", "medzoo.cli.relay", "medzoo.cli.synth")
 
 
 def build_parser() -> argparse.ArgumentParser:

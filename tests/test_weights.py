@@ -1,0 +1,64 @@
+"""Every shipped weight: its model card follows the schema, its checksum holds, its parameter count is true
+(torchvision's test_schema_meta_validation, run always rather than behind a flag)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from medzoo import get_task, weights
+from medzoo.errors import WeightsError
+from medzoo.weights import WeightsMeta, list_weights
+
+CARDS = list_weights()
+
+
+@pytest.mark.parametrize("meta", CARDS, ids=[m.name for m in CARDS])
+def test_model_card_schema(meta: WeightsMeta) -> None:
+    for f in fields(WeightsMeta):
+        if f.name not in ("training_cost", "extra", "synthetic"):
+            assert getattr(meta, f.name) not in ("", [], {}, None), f"{meta.name}: empty field {f.name}"
+    assert meta.file == f"{meta.name}.safetensors"
+    assert meta.task in __import__("medzoo").list_tasks()
+    for test_set, values in meta.metrics.items():
+        assert values and all(isinstance(v, (int, float)) for v in values.values()), test_set
+    if meta.synthetic:
+        assert meta.summary.upper().startswith("SYNTHETIC"), "a synthetic model card must say so first"
+    assert "pip install" not in meta.recipe or "python" in meta.recipe
+
+
+@pytest.mark.parametrize("meta", CARDS, ids=[m.name for m in CARDS])
+def test_weights_load_checksum_and_param_count(meta: WeightsMeta) -> None:
+    weights.verify(meta)
+    header_len = int.from_bytes(meta.path.read_bytes()[:8], "little")
+    header = json.loads(meta.path.read_bytes()[8 : 8 + header_len])
+    dtypes = {v["dtype"] for k, v in header.items() if k != "__metadata__"}
+    assert "F32" not in dtypes, "shipped weights are stored in fp16"
+    task = get_task(meta.task)
+    model = weights.load_pretrained(task, meta.name)
+    assert sum(p.numel() for p in model.net.parameters()) == meta.num_params
+    assert meta.path.stat().st_size < 40 * 2**20
+
+
+@pytest.mark.parametrize("meta", CARDS[:1], ids=[m.name for m in CARDS[:1]])
+def test_corrupted_weights_are_refused(meta: WeightsMeta, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shutil.copy(meta.path, tmp_path / meta.file)
+    shutil.copy(meta.path.with_suffix(".json"), tmp_path / f"{meta.name}.json")
+    data = bytearray((tmp_path / meta.file).read_bytes())
+    data[-10] ^= 0xFF
+    (tmp_path / meta.file).write_bytes(bytes(data))
+    monkeypatch.setattr(weights, "weights_dir", lambda: tmp_path)
+    with pytest.raises(WeightsError, match="sha256 mismatch"):
+        weights.load_pretrained(get_task(meta.task), meta.name)
+    (tmp_path / meta.file).unlink()
+    with pytest.raises(WeightsError, match="missing"):
+        weights.load_pretrained(get_task(meta.task), meta.name)
+
+
+def test_unknown_weights_name_lists_available() -> None:
+    with pytest.raises(WeightsError, match="no shipped weights named"):
+        weights.get_weights("nope")
