@@ -4,23 +4,37 @@ Where each hook fires::
 
     before_site(ctx)
     dataset = adapt_dataset(ctx, dataset)          # each hook in turn
-    for epoch:                                      # (epoch_start(ctx, epoch) if a hook has it)
+    for epoch:                                      # epoch_start(ctx, epoch) if a hook has it
         for batch:
             zero_grad
             out = task.step(model, batch)           # task loss
             loss = out.loss + sum(extra_loss(ctx, batch, out))
-            backward; step
-        scheduler.step
+            backward; step                          # after_step(ctx, batch, out)
+        new_state = epoch_end(ctx, epoch)           # a hook may return weights to load (e.g. a weight merge)
+        checkpoint (when checkpoint_dir is set)
     after_site(ctx)
+
+Determinism and resuming: every epoch reseeds Python, NumPy, torch and the shuffling generator from
+``(seed, epoch)``, and a checkpoint written after an epoch holds the model, optimiser, scheduler and scaler
+state. Rerunning with the same arguments after a kill resumes from the last finished epoch and ends with the
+same weights as an uninterrupted run (hooks are rebuilt by re-running ``before_site`` on the arriving model,
+which is why hooks must be deterministic functions of the arriving model, the data and the seed).
+
+Several GPUs (or CPU processes) at one site: launch with ``torchrun``; when ``torch.distributed`` is
+initialised the model is wrapped in ``DistributedDataParallel`` and each process reads its shard through a
+``DistributedSampler``. Only rank 0 shows progress and writes checkpoints.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,6 +44,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from medzoo.core import RelayHook, SiteContext, Task
 
+CHECKPOINT_NAME = "checkpoint.pt"
+
 
 @dataclass
 class TrainConfig:
@@ -37,7 +53,7 @@ class TrainConfig:
 
     Attributes:
         epochs: passes over the site's (possibly hook-adapted) training dataset.
-        batch_size: samples per step.
+        batch_size: samples per step (per process under DDP).
         lr: peak learning rate (AdamW), cosine-decayed to ``lr * min_lr_ratio`` with ``warmup_steps`` linear warm-up.
         weight_decay: AdamW weight decay.
         num_workers: DataLoader worker processes (0 = in the main process).
@@ -65,9 +81,32 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch: a function of (seed, epoch) only, so a resumed run replays the same stream."""
+    return (seed * 1_000_003 + 7_919 * (epoch + 1)) % (2**31 - 1)
+
+
+def state_fingerprint(model: nn.Module) -> str:
+    """sha256 over a model's state dict (names, dtypes, shapes, bytes)."""
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        t = v.detach().to("cpu").contiguous()
+        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+    return h.hexdigest()
+
+
 def _call(hooks: Sequence[RelayHook], name: str, *args: Any) -> list[Any]:
     """Call hook method ``name`` on every hook that has it; return their results (Avalanche's trigger_plugins)."""
     return [getattr(h, name)(*args) for h in hooks if hasattr(h, name)]
+
+
+def _dist() -> tuple[bool, int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return True, dist.get_rank(), dist.get_world_size()
+    return False, 0, 1
 
 
 def train_site(
@@ -83,8 +122,27 @@ def train_site(
     device: str | torch.device = "cpu",
     progress: bool = True,
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+    checkpoint_dir: str | Path | None = None,
+    stop_after_epochs: int | None = None,
 ) -> dict[str, float]:
     """Train ``model`` in place on one site's ``dataset``; return summary stats (loss, steps, CPU/wall seconds).
+
+    Args:
+        task: the task (its ``step`` gives the loss).
+        model: the arriving network; trained in place.
+        dataset: this site's training data.
+        config: optimisation settings.
+        hooks: strategy hook objects (see :class:`~medzoo.core.RelayHook`).
+        site_name, site_index, n_seen: what hooks see in their :class:`~medzoo.core.SiteContext`.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; under torchrun pass this process's device.
+        progress: show tqdm bars.
+        on_epoch_end: called with ``(epoch, {"loss", "lr"})`` after each epoch.
+        checkpoint_dir: write ``checkpoint.pt`` there after every epoch and resume from it when it exists and
+            belongs to the same run (same arriving weights, config and site); removed after success by the caller.
+        stop_after_epochs: stop (without ``after_site``) after this many epochs in total: simulates a kill.
+
+    Returns:
+        ``{"loss", "steps", "wall_s", "cpu_s", "resumed_from_epoch", "completed"}``.
 
     Example:
         >>> from medzoo import get_task                          # doctest: +SKIP
@@ -94,8 +152,12 @@ def train_site(
     from tqdm.auto import tqdm
 
     dev = torch.device(device)
+    distributed, rank, world = _dist()
     seed_everything(config.seed)
     model.to(dev).train()
+    fingerprint = hashlib.sha256(json.dumps(
+        {"w": state_fingerprint(model), "cfg": asdict(config), "site": site_name, "i": site_index, "n": n_seen,
+         "world": world}, sort_keys=True, default=str).encode()).hexdigest()
     ctx = SiteContext(task=task, model=model, site_index=site_index, site_name=site_name, device=dev,
                       train_dataset=dataset, n_seen=n_seen, epochs=config.epochs)
     _call(hooks, "before_site", ctx)
@@ -103,8 +165,20 @@ def train_site(
         if hasattr(h, "adapt_dataset"):
             dataset = h.adapt_dataset(ctx, dataset)
     gen = torch.Generator().manual_seed(config.seed)
-    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, drop_last=len(dataset) >= config.batch_size,  # type: ignore[arg-type]
-                        num_workers=config.num_workers, generator=gen, persistent_workers=config.num_workers > 0)
+    drop_last = len(dataset) >= config.batch_size * world  # type: ignore[arg-type]
+    sampler = None
+    if distributed:
+        from torch.utils.data.distributed import DistributedSampler
+
+        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=config.seed, drop_last=drop_last)
+    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=sampler is None, sampler=sampler,
+                        drop_last=drop_last, num_workers=config.num_workers, generator=gen if sampler is None else None,
+                        persistent_workers=config.num_workers > 0)
+    net: nn.Module = model
+    if distributed:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        net = DDP(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     total = max(1, config.epochs * len(loader))
@@ -119,17 +193,40 @@ def train_site(
     use_amp = config.amp and dev.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+
+    start_epoch, step, last = 0, 0, float("nan")
+    ckpt = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
+    if ckpt is not None and ckpt.is_file():
+        saved = torch.load(ckpt, map_location="cpu", weights_only=True)
+        if saved.get("fingerprint") == fingerprint:
+            model.load_state_dict(saved["model"])
+            opt.load_state_dict(saved["optimizer"])
+            sched.load_state_dict(saved["scheduler"])
+            scaler.load_state_dict(saved["scaler"])
+            for h, hs in zip(hooks, saved.get("hooks", [])):
+                if hs and hasattr(h, "load_checkpoint_state"):
+                    h.load_checkpoint_state(hs)
+            start_epoch, step, last = int(saved["epoch"]) + 1, int(saved["step"]), float(saved["loss"])
+    resumed_from = start_epoch
     t0, c0 = time.perf_counter(), time.process_time()
-    step, last = 0, float("nan")
-    for epoch in range(config.epochs):
+    completed = True
+    for epoch in range(start_epoch, config.epochs):
+        if stop_after_epochs is not None and epoch >= stop_after_epochs:
+            completed = False
+            break
+        es = epoch_seed(config.seed, epoch)
+        seed_everything(es)
+        gen.manual_seed(es)
+        if sampler is not None:
+            sampler.set_epoch(epoch)
         _call(hooks, "epoch_start", ctx, epoch)
         running, n = 0.0, 0
-        bar = tqdm(loader, desc=f"{site_name} epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
+        bar = tqdm(loader, desc=f"{site_name} epoch {epoch + 1}/{config.epochs}", disable=not progress or rank != 0, leave=False)
         for batch in bar:
             batch = {k: (v.to(dev, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
             opt.zero_grad(set_to_none=True)
             with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
-                out = task.step(model, batch)
+                out = task.step(net, batch)
                 loss = out.loss
                 for extra in _call(hooks, "extra_loss", ctx, batch, out):
                     if extra is not None:
@@ -147,8 +244,27 @@ def train_site(
             n += 1
             bar.set_postfix(loss=f"{running / n:.4f}")
         last = running / max(1, n)
-        if on_epoch_end is not None:
+        for new_state in _call(hooks, "epoch_end", ctx, epoch):
+            if new_state is not None:
+                with torch.no_grad():
+                    model.load_state_dict(dict(new_state), strict=False)
+        if ckpt is not None and rank == 0:
+            from medzoo.io import atomic_path
+
+            hook_states = [h.checkpoint_state() if hasattr(h, "checkpoint_state") else {} for h in hooks]
+            with atomic_path(ckpt) as tmp:
+                torch.save({"fingerprint": fingerprint, "epoch": epoch, "step": step, "loss": last,
+                            "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                            "scaler": scaler.state_dict(), "hooks": hook_states}, tmp)
+        if on_epoch_end is not None and rank == 0:
             on_epoch_end(epoch, {"loss": last, "lr": sched.get_last_lr()[0]})
-    _call(hooks, "after_site", ctx)
+    if completed:
+        _call(hooks, "after_site", ctx)
     model.eval()
-    return {"loss": last, "steps": float(step), "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0}
+    return {"loss": last, "steps": float(step), "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
+            "resumed_from_epoch": float(resumed_from), "completed": float(completed)}
+
+
+def hook_state_names(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """``state`` with every key prefixed (``"strategy/" + key``), as the baton stores it."""
+    return {f"{prefix}{k}": v for k, v in state.items()}

@@ -1,0 +1,287 @@
+"""Deployment API: one function per step of a real relay, plus ``finetune`` for a single new site.
+
+A relay across three hospitals, in Python::
+
+    from medzoo.relay import api
+    api.start("fundus-vessels", "relay.baton", init="fundus-vessels", strategy="relay")
+    api.train("relay.baton", "/data/site1", site="site1", out="site1.baton", epochs=20)  # at site 1
+    api.train("site1.baton", "/data/site2", site="site2", out="site2.baton", epochs=20)   # at site 2
+    api.evaluate("site2.baton", "/data/site1", site="site1")                              # evaluation lap
+    api.export("site2.baton", "model.safetensors")                                        # medzoo.core.load_model
+
+Every function verifies the baton first (content hash, ledger chain, optional HMAC key) and refuses with a
+:class:`~medzoo.errors.BatonError` before writing anything.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset, Subset
+
+from medzoo.core import EvalResult, Task, TaskModel, load_state_dict_strict
+from medzoo.errors import BatonError, InputError
+from medzoo.relay.baton import Baton, now
+from medzoo.relay.strategies import Strategy, make_strategy
+from medzoo.relay.trainer import TrainConfig, train_site
+
+
+def _refuse_existing(out: Path, overwrite: bool) -> None:
+    if out.exists() and not overwrite:
+        raise BatonError(f"{out}: already exists; choose another --out or pass overwrite=True (--overwrite)")
+
+
+def _build(b: Baton) -> tuple[Task, torch.nn.Module, Strategy]:
+    from medzoo import get_task
+
+    task = get_task(b.task)
+    net = task.build_model(**b.architecture)
+    load_state_dict_strict(net, b.model_state, source=str(b.path or "baton"))
+    strategy = make_strategy(b.strategy, **b.strategy_settings)
+    try:
+        strategy.load_state_dict(b.strategy_state)
+    except (ValueError, RuntimeError, KeyError) as e:
+        raise BatonError(f"{b.path}: strategy state does not fit strategy {b.strategy!r} ({e})") from e
+    return task, net, strategy
+
+
+def subset(ds: Dataset[Any], max_samples: int | None, seed: int = 0) -> Dataset[Any]:
+    """The first ``max_samples`` of a fixed random permutation of ``ds`` (all of it when None)."""
+    n = len(ds)  # type: ignore[arg-type]
+    if max_samples is None or max_samples >= n:
+        return ds
+    idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:max_samples].tolist()
+    return Subset(ds, sorted(idx))
+
+
+def start(task_name: str, out: str | Path, *, init: str | Path | None = None, strategy: str = "relay",
+          key_file: str | Path | None = None, overwrite: bool = False, arch: dict[str, Any] | None = None,
+          **strategy_opts: Any) -> Path:
+    """Create the first baton of a relay.
+
+    Args:
+        task_name: registry name, e.g. ``"fundus-vessels"``.
+        out: baton file to write.
+        init: shipped weights name or model file to start from (default: random init).
+        strategy: see :func:`medzoo.relay.strategies.list_strategies`; fixed for the whole relay.
+        key_file: sign the baton with this shared key (HMAC-SHA256).
+        overwrite: replace an existing ``out``.
+        arch: builder arguments for a fresh network (ignored with ``init``).
+        **strategy_opts: strategy settings (checked; e.g. ``lam=100`` for EWC, ``replay=False`` for relay).
+
+    Returns:
+        The baton path.
+
+    Example:
+        >>> start("midline", "relay.baton", strategy="lwf")  # doctest: +SKIP
+    """
+    from medzoo import get_task
+
+    out = Path(out)
+    _refuse_existing(out, overwrite)
+    task = get_task(task_name)
+    strat = make_strategy(strategy, **strategy_opts)
+    net = task.build_model(weights=init) if init is not None else task.build_model(**(arch or {}))
+    b = Baton.new(task_name, task.architecture(net), strat.name, strat.settings_json(), net.state_dict(),
+                  init=str(init) if init is not None else None)
+    return b.write(out, key_file=key_file)
+
+
+def _maybe_init_distributed(device: str) -> tuple[str, int]:
+    """Under torchrun (WORLD_SIZE > 1) initialise the process group; return (device, rank)."""
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or (dist.is_available() and dist.is_initialized()):
+        return device, (dist.get_rank() if dist.is_available() and dist.is_initialized() else 0)
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.startswith("cuda"):
+        torch.cuda.set_device(local)
+        device = f"cuda:{local}"
+    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return device, dist.get_rank()
+
+
+def train(baton: str | Path, data: str | Path, site: str, out: str | Path, *, epochs: int = 10, batch_size: int = 8,
+          lr: float = 1e-3, seed: int = 0, device: str = "cpu", resume: bool = True, key_file: str | Path | None = None,
+          replay: bool | None = None, work_dir: str | Path | None = None, max_samples: int | None = None,
+          eval_split: str | None = "test", amp: bool = True, num_workers: int = 0, progress: bool = True,
+          overwrite: bool = False, expect_task: str | None = None, _stop_after_epochs: int | None = None) -> Path | None:
+    """Train the baton's model at one site on local data only and write the next baton.
+
+    Args:
+        baton: the arriving baton. data: built-in site name or a folder in the task's layout. site: site name
+            recorded in the ledger. out: the baton to write (the input is never modified).
+        epochs, batch_size, lr, seed, amp, num_workers: optimisation (see :class:`~medzoo.relay.trainer.TrainConfig`).
+        device: ``"cpu"`` / ``"cuda"``; under ``torchrun`` each process uses ``cuda:LOCAL_RANK`` through DDP.
+        resume: continue from the per-epoch checkpoint in ``work_dir`` if a previous run was killed.
+        key_file: verify the arriving baton and sign the new one with this shared key.
+        replay: this site's replay switch for strategies with a generator (False: no replay, and the site's
+            images never train the generator).
+        work_dir: checkpoints folder (default ``.<out>.work`` beside ``out``; removed after success).
+        max_samples: use at most this many training samples (fixed random subset).
+        eval_split: after training, evaluate on this split of ``data`` for the ledger (None: skip).
+        overwrite: replace an existing ``out``. expect_task: refuse a baton for another task.
+
+    Returns:
+        The new baton's path (None only when stopped early by ``_stop_after_epochs``, a test seam).
+
+    Raises:
+        BatonError: the arriving baton is refused, or ``out`` exists.
+        InputError: the data folder is unusable.
+    """
+    out = Path(out)
+    b = Baton.read(baton, key_file=key_file, expect_task=expect_task)
+    _refuse_existing(out, overwrite)
+    device, rank = _maybe_init_distributed(device)
+    task, net, strategy = _build(b)
+    if replay is not None:
+        if hasattr(strategy, "set_site_options"):
+            strategy.set_site_options(replay=replay)
+        elif replay:
+            raise BatonError(f"strategy {b.strategy!r} has no replay to switch on")
+    ds = subset(task.build_dataset(data, "train", augment=True), max_samples, seed)
+    work = Path(work_dir) if work_dir is not None else out.parent / f".{out.name}.work"
+    if not resume and work.exists() and rank == 0:
+        shutil.rmtree(work)
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, amp=amp, num_workers=num_workers)
+    started = now()
+    stats = train_site(task, net, ds, cfg, hooks=[strategy], site_name=site, site_index=len(b.training_entries),
+                       n_seen=b.n_seen, device=device, progress=progress, checkpoint_dir=work,
+                       stop_after_epochs=_stop_after_epochs)
+    if not stats["completed"]:
+        return None
+    if rank != 0:
+        return None
+    metrics: dict[str, Any] = {}
+    if eval_split:
+        try:
+            res = task.evaluate(net, task.build_dataset(data, eval_split), device=device)  # type: ignore[arg-type]
+            metrics = {site: res.metrics}
+        except InputError as e:
+            metrics = {site: {"skipped": f"no {eval_split} split ({e})"}}
+    nb = b.with_state({k: v for k, v in net.state_dict().items()}, strategy.state_dict())
+    nb.append({"kind": "train", "site": site, "order": len(b.training_entries) + 1, "n_samples": len(ds),  # type: ignore[arg-type]
+               "epochs": epochs, "metrics": metrics, "metrics_split": eval_split, "strategy": b.strategy,
+               "strategy_settings": b.strategy_settings, "site_options": {"replay": replay},
+               "train_config": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "device": device,
+                                "resumed_from_epoch": int(stats["resumed_from_epoch"])},
+               "train_stats": {"loss": stats["loss"], "steps": int(stats["steps"]), "wall_s": round(stats["wall_s"], 2)},
+               "note": strategy.ledger_note(), "started": started, "finished": now(),
+               "synthetic": task.spec.synthetic})
+    path = nb.write(out, key_file=key_file)
+    shutil.rmtree(work, ignore_errors=True)
+    return path
+
+
+def inspect(baton: str | Path, *, key_file: str | Path | None = None) -> dict[str, Any]:
+    """The baton's verified content as a dict: task, strategy and settings, sites, sample count, ledger, tensors.
+
+    Example:
+        >>> inspect("site2.baton")["sites"]  # doctest: +SKIP
+        ['drive', 'stare']
+    """
+    b = Baton.read(baton, key_file=key_file)
+    return {"path": str(baton), "format": b.format, "task": b.task, "architecture": b.architecture,
+            "strategy": b.strategy, "strategy_settings": b.strategy_settings, "sites": b.sites, "n_seen": b.n_seen,
+            "signed": b.signed, "signature_checked": b.signature_checked, "content_sha256": b.content_sha256(),
+            "weights_sha256": b.weights_sha256,
+            "tensors": {"model": len(b.model_state), "strategy": sorted(b.strategy_state)},
+            "ledger": b.ledger}
+
+
+def evaluate(baton: str | Path, data: str | Path, site: str, *, out: str | Path | None = None, split: str = "test",
+             key_file: str | Path | None = None, device: str = "cpu") -> EvalResult:
+    """An evaluation lap: measure the baton's model on a site's test data and append the result to the ledger.
+
+    Args:
+        out: where to write the baton with the new entry (default: replace ``baton`` atomically).
+
+    Returns:
+        The :class:`~medzoo.core.EvalResult` (per-sample values included).
+    """
+    b = Baton.read(baton, key_file=key_file)
+    task, net, _ = _build(b)
+    ds = task.build_dataset(data, split)  # type: ignore[arg-type]
+    t0 = time.perf_counter()
+    res = task.evaluate(net, ds, device=device)
+    nb = b.with_state(b.model_state, b.strategy_state)
+    nb.append({"kind": "evaluate", "site": site, "split": split, "n_samples": len(ds),  # type: ignore[arg-type]
+               "after_sites": b.sites, "metrics": {site: res.metrics}, "wall_s": round(time.perf_counter() - t0, 2),
+               "finished": now(), "synthetic": task.spec.synthetic})
+    nb.write(out if out is not None else baton, key_file=key_file)
+    return res
+
+
+def verify(baton: str | Path, *, key_file: str | Path | None = None) -> dict[str, Any]:
+    """Check a baton (content hash, ledger chain, weights hash, and the HMAC signature when ``key_file`` is given).
+
+    Returns:
+        ``{"ok": True, "signed", "signature_checked", "entries", "sites", "content_sha256"}``.
+
+    Raises:
+        BatonError: any check fails (the message says which).
+    """
+    b = Baton.read(baton, key_file=key_file)
+    return {"ok": True, "task": b.task, "signed": b.signed, "signature_checked": b.signature_checked,
+            "entries": len(b.ledger), "sites": b.sites, "content_sha256": b.content_sha256()}
+
+
+def export(baton: str | Path, out: str | Path, *, key_file: str | Path | None = None, half: bool = False,
+           overwrite: bool = False) -> Path:
+    """Write the baton's model as a medzoo model file (loadable by :func:`medzoo.core.load_model`)."""
+    out = Path(out)
+    b = Baton.read(baton, key_file=key_file)
+    _refuse_existing(out, overwrite)
+    task, net, _ = _build(b)
+    meta = {"relay": {"sites": b.sites, "n_samples": b.n_seen, "strategy": b.strategy, "baton_sha256": b.content_sha256(),
+                      "metrics": [{"site": e.get("site"), "kind": e.get("kind"), "metrics": e.get("metrics")}
+                                  for e in b.ledger if e.get("metrics")]},
+            "sites": b.sites, "n_train": b.n_seen, "synthetic": task.spec.synthetic}
+    return task.wrap(net, meta).save(out, half=half)
+
+
+def finetune(task_model: TaskModel, data: str | Path, site: str | None = None, strategy: str = "lwf", *,
+             epochs: int = 10, batch_size: int = 8, lr: float = 1e-3, seed: int = 0, device: str = "cpu",
+             n_prev: int | None = None, progress: bool = True, **strategy_opts: Any) -> TaskModel:
+    """Fine-tune a pretrained model at one new site without forgetting what it knew: one call.
+
+    The earlier data are not available, so ``ewc``/``mas`` estimate importances at the arriving weights on the
+    new data, and ``relay`` uses merge + distillation without replay (no generator travelled with the model).
+
+    Args:
+        task_model: e.g. ``medzoo.weights.load_pretrained(task, "fundus-vessels")``; not modified.
+        data: built-in site name or a folder in the task's layout.
+        site: name recorded in the model's metadata (default: the folder name).
+        strategy: ``"lwf"`` (default), ``"ewc"``, ``"mas"``, ``"relay"`` or ``"naive"``.
+        n_prev: training samples behind the pretrained model (for the relay merge); default from its metadata
+            (``n_train`` or the sum of its card's training counts), else the new site's size.
+
+    Returns:
+        A new :class:`~medzoo.core.TaskModel`.
+
+    Example:
+        >>> tm = finetune(load_pretrained(task, "midline"), "synth-c", epochs=2)  # doctest: +SKIP
+    """
+    task = task_model.task
+    net = copy.deepcopy(task_model.net)
+    if strategy == "relay":
+        strategy_opts.setdefault("replay", False)
+    strat = make_strategy(strategy, **strategy_opts)
+    ds = task.build_dataset(data, "train", augment=True)
+    n_new = len(ds)  # type: ignore[arg-type]
+    if n_prev is None:
+        n_prev = int(task_model.meta.get("n_train") or task_model.meta.get("extra", {}).get("n_train", 0) or n_new)
+    name = site or Path(str(data)).name
+    stats = train_site(task, net, ds, TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed), hooks=[strat],
+                       site_name=name, site_index=1, n_seen=n_prev, device=device, progress=progress)
+    meta = dict(task_model.meta)
+    meta["finetuned"] = list(meta.get("finetuned", [])) + [{"site": name, "strategy": strategy, "n_samples": n_new,
+                                                             "epochs": epochs, "loss": stats["loss"], "when": now()}]
+    meta["n_train"] = n_prev + n_new
+    return task.wrap(net.eval(), meta)

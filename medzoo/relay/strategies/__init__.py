@@ -1,0 +1,53 @@
+"""Continual-learning strategies for the relay trainer, as small hook objects.
+
+Example:
+    >>> from medzoo.relay.strategies import list_strategies, make_strategy
+    >>> list_strategies()
+    ['ewc', 'lwf', 'mas', 'naive', 'relay']
+    >>> make_strategy("ewc", lam=50).settings.lam
+    50.0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from medzoo.relay.strategies.base import Strategy, parse_settings
+from medzoo.relay.strategies.ewc import EWC, QuadraticPenalty, fisher_diagonal
+from medzoo.relay.strategies.lwf import Distillation, LwF
+from medzoo.relay.strategies.mas import MAS, mas_importance
+from medzoo.relay.strategies.naive import Naive
+from medzoo.relay.strategies.relay import Relay, weighted_merge
+
+_STRATEGIES: dict[str, type[Strategy]] = {c.name: c for c in (Naive, EWC, LwF, MAS, Relay)}
+
+
+def list_strategies() -> list[str]:
+    """Names accepted by :func:`make_strategy`, sorted."""
+    return sorted(_STRATEGIES)
+
+
+def strategy_defaults(name: str) -> dict[str, Any]:
+    """Default settings of strategy ``name`` as a dict."""
+    return dataclasses.asdict(_cls(name).Settings())
+
+
+def _cls(name: str) -> type[Strategy]:
+    if name not in _STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r}; known: {', '.join(list_strategies())}")
+    return _STRATEGIES[name]
+
+
+def make_strategy(name: str, **opts: Any) -> Strategy:
+    """A fresh strategy hook object with its settings (strings from the CLI are converted and checked).
+
+    Raises:
+        ValueError: unknown strategy or option, or a value outside the option's allowed choices.
+    """
+    cls = _cls(name)
+    return cls(parse_settings(cls.Settings, opts))
+
+
+__all__ = ["EWC", "MAS", "Distillation", "LwF", "Naive", "QuadraticPenalty", "Relay", "Strategy", "fisher_diagonal",
+           "list_strategies", "make_strategy", "mas_importance", "strategy_defaults", "weighted_merge"]

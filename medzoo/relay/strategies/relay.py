@@ -1,0 +1,192 @@
+"""The Relay Learning recipe (Bo et al., npj Digital Medicine 2023), as their code implements it:
+
+1. distillation from the arriving model at every site after the first;
+2. replay of image-label pairs drawn from a site-conditioned generator that travels in the baton and is
+   trained (further) at every site on that site's data;
+3. in the second half of a site's epochs, after each epoch, a sample-weighted merge of the arriving and
+   current weights: ``p = (N_prev * p_old + n_k * p_new) / (N_prev + n_k)``, where ``N_prev`` is the number
+   of training samples of all earlier sites (from the ledger) and ``n_k`` this site's.
+
+A site can switch replay off (``replay=False`` for that site): it then neither draws replayed samples nor
+trains the generator on its own data, so its images never shape the generator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import Tensor
+
+from medzoo.core import SiteContext, StepOutput
+from medzoo.relay.strategies.base import Strategy, float_state, iterate_batches
+from medzoo.relay.strategies.lwf import Distillation
+from medzoo.relay.strategies.replay import ConditionalVAE, fit_generator, nearest_neighbour_report
+
+
+def weighted_merge(old: Mapping[str, Tensor], new: Mapping[str, Tensor], n_prev: int, n_k: int) -> dict[str, Tensor]:
+    """``(n_prev * old + n_k * new) / (n_prev + n_k)`` for every floating-point entry of ``new``.
+
+    Example:
+        >>> weighted_merge({"w": torch.tensor([0.0])}, {"w": torch.tensor([4.0])}, n_prev=3, n_k=1)["w"]
+        tensor([1.])
+    """
+    if n_prev + n_k <= 0:
+        raise ValueError("sample counts must not both be zero")
+    out = {}
+    for k, v in new.items():
+        if v.is_floating_point() and k in old:
+            out[k] = (n_prev * old[k].to(v.device, v.dtype) + n_k * v) / (n_prev + n_k)
+    return out
+
+
+@dataclass(frozen=True)
+class RelaySettings:
+    """Attributes:
+        merge: when to apply the sample-weighted merge: after every epoch of the second half (the recipe),
+            only after the last epoch, or never.
+        distill_alpha: weight of distillation from the arriving model (0 switches it off).
+        replay: whether the relay uses generative replay at all (each site may still switch it off).
+        replay_weight: weight of the task loss on replayed batches.
+        replay_batch: replayed samples per training step.
+        gen_size: generator resolution (multiple of 16).
+        gen_latent: generator latent size.
+        gen_epochs: generator epochs at each site.
+        gen_max_samples: at most this many of a site's training samples feed the generator.
+        max_sites: number of site conditions the generator supports.
+    """
+
+    merge: Literal["second-half", "end", "off"] = "second-half"
+    distill_alpha: float = 1.0
+    replay: bool = True
+    replay_weight: float = 1.0
+    replay_batch: int = 4
+    gen_size: int = 64
+    gen_latent: int = 32
+    gen_epochs: int = 30
+    gen_max_samples: int = 256
+    max_sites: int = 8
+
+
+class Relay(Strategy):
+    """Weighted merge + generative replay + distillation (see the module docstring)."""
+
+    name: ClassVar[str] = "relay"
+    Settings: ClassVar[type] = RelaySettings
+
+    def __init__(self, settings: RelaySettings) -> None:
+        super().__init__(settings)
+        self.generator: ConditionalVAE | None = None
+        self.learned_sites: list[int] = []
+        self.site_replay: bool | None = None  # per-site override; None = settings.replay
+        self._anchor: dict[str, Tensor] = {}
+        self._distill: Distillation | None = None
+        self._replay_now = False
+        self._note: dict[str, Any] = {}
+
+    # -- per-site switches ------------------------------------------------------------------------------
+    def set_site_options(self, *, replay: bool | None = None) -> None:
+        """Options a site may set for its own lap (``replay=False`` keeps its data out of the generator)."""
+        self.site_replay = replay
+
+    @property
+    def replay_on(self) -> bool:
+        return self.settings.replay and (self.site_replay is None or self.site_replay)
+
+    # -- hooks ------------------------------------------------------------------------------------------
+    def before_site(self, ctx: SiteContext) -> None:
+        s = self.settings
+        if ctx.site_index >= s.max_sites and self.replay_on:
+            raise ValueError(f"the replay generator supports {s.max_sites} sites; this is site {ctx.site_index + 1} "
+                             "(start the relay with a larger max_sites, or switch replay off)")
+        self._anchor = float_state(ctx.model) if ctx.n_seen > 0 else {}
+        self._distill = None
+        if ctx.n_seen > 0 and s.distill_alpha > 0:
+            self._distill = Distillation(ctx.task, s.distill_alpha)
+            self._distill.set_teacher(ctx.model)
+        self._replay_now = self.replay_on and self.generator is not None and bool(self.learned_sites)
+        if self.generator is not None:
+            self.generator.to(ctx.device).eval()
+        self._note = {"replay": "on" if self.replay_on else "off", "replayed_sites": list(self.learned_sites) if self._replay_now else [],
+                      "merge": {"mode": s.merge, "n_prev": ctx.n_seen, "n_k": len(ctx.train_dataset),  # type: ignore[arg-type]
+                                "after_epochs": []}}
+
+    def replay_batch(self, ctx: SiteContext) -> dict[str, Any]:
+        """A batch of replayed samples from the generator (conditions drawn over the learned sites)."""
+        assert self.generator is not None
+        idx = torch.randint(len(self.learned_sites), (self.settings.replay_batch,))
+        cond = torch.tensor(self.learned_sites)[idx]
+        packs = self.generator.sample(cond)
+        batch = ctx.task.replay_unpack(packs)
+        return {k: (v.to(ctx.device) if torch.is_tensor(v) else v) for k, v in batch.items()}
+
+    def extra_loss(self, ctx: SiteContext, batch: Mapping[str, Any], out: StepOutput) -> Tensor | None:
+        total: Tensor | None = None
+        if self._distill is not None:
+            total = self._distill(batch, out)
+        if self._replay_now:
+            rb = self.replay_batch(ctx)
+            rout = ctx.task.step(ctx.model, rb)
+            term = self.settings.replay_weight * rout.loss
+            if self._distill is not None:
+                term = term + self._distill(rb, rout)
+            total = term if total is None else total + term
+        return total
+
+    def epoch_end(self, ctx: SiteContext, epoch: int) -> dict[str, Tensor] | None:
+        s = self.settings
+        if not self._anchor or s.merge == "off":
+            return None
+        if s.merge == "second-half" and epoch < ctx.epochs // 2:
+            return None
+        if s.merge == "end" and epoch != ctx.epochs - 1:
+            return None
+        self._note["merge"]["after_epochs"].append(epoch + 1)
+        return weighted_merge(self._anchor, ctx.model.state_dict(), ctx.n_seen, len(ctx.train_dataset))  # type: ignore[arg-type]
+
+    def after_site(self, ctx: SiteContext) -> None:
+        s = self.settings
+        self._distill = None
+        if not self.replay_on:
+            self._note["generator"] = {"trained_on_this_site": False}
+            return
+        packs = torch.cat([ctx.task.replay_pack(b, s.gen_size).detach().float().cpu()
+                           for b in iterate_batches(ctx.train_dataset, 8, ctx.device,
+                                                    max_batches=max(1, s.gen_max_samples // 8))])[: s.gen_max_samples]
+        if self.generator is None:
+            self.generator = ConditionalVAE(packs.shape[1], size=s.gen_size, latent=s.gen_latent, max_sites=s.max_sites)
+        loss = fit_generator(self.generator, packs, ctx.site_index, learned_sites=list(self.learned_sites),
+                             epochs=s.gen_epochs, seed=ctx.site_index, device=ctx.device)
+        if ctx.site_index not in self.learned_sites:
+            self.learned_sites.append(ctx.site_index)
+        g = torch.Generator().manual_seed(1234)
+        gen = self.generator.sample(torch.full((min(64, len(packs)),), ctx.site_index, dtype=torch.long), generator=g)
+        self._note["generator"] = {"trained_on_this_site": True, "final_loss": loss, "size": s.gen_size,
+                                   "memorisation": nearest_neighbour_report(gen, packs)}
+        self.generator.cpu()
+
+    def ledger_note(self) -> dict[str, Any]:
+        return dict(self._note)
+
+    # -- baton state --------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Tensor]:
+        if self.generator is None:
+            return {}
+        out = {f"generator.{k}": v.detach().cpu() for k, v in self.generator.state_dict().items()}
+        out["generator_config"] = self.generator.config()
+        out["generator_sites"] = torch.tensor(self.learned_sites, dtype=torch.long)
+        return out
+
+    def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
+        if not state:
+            self.generator, self.learned_sites = None, []
+            return
+        if "generator_config" not in state:
+            raise ValueError("relay strategy state lacks generator_config")
+        self.generator = ConditionalVAE.from_config(state["generator_config"])
+        gstate = {k[len("generator."):]: v for k, v in state.items() if k.startswith("generator.")}
+        self.generator.load_state_dict(gstate, strict=True)
+        self.generator.eval()
+        self.learned_sites = [int(v) for v in state.get("generator_sites", torch.zeros(0)).tolist()]
