@@ -1,0 +1,200 @@
+"""Simulation mode: run whole relays on one machine and compare them with the baselines on the same sites.
+
+For every strategy and site order, the relay goes through the deployment API (a baton file per site, exactly as at
+real sites); after every site the model is evaluated on every training site's test split, giving the accuracy
+matrix ``R`` (see :mod:`medzoo.relay.metrics` for the definitions), then on the external sites never trained on.
+Baselines (single-site, pooled, cyclic weight transfer, FedAvg, ensemble of single-site models) are trained with
+the same loop, epochs and data subsets. Outputs: ``relay_results.json``, ``relay_report.md`` and a heatmap PNG of
+``R`` per strategy, all labelled SYNTHETIC when the task's sites are synthetic.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from medzoo.core import Task, save_model
+from medzoo.relay import api, metrics
+from medzoo.relay import baselines as bl
+from medzoo.relay.baton import Baton
+from medzoo.relay.strategies import list_strategies
+from medzoo.relay.trainer import TrainConfig
+
+BudgetName = Literal["tiny", "small", "full"]
+BASELINES = ("single", "ensemble", "pooled", "cyclic", "fedavg")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much training a simulation spends. ``None`` means "all samples".
+
+    Attributes:
+        epochs: epochs per site (relay, single-site, pooled); cyclic/FedAvg split them over cycles/rounds.
+        max_train / max_test: cap on samples per site (fixed random subsets, the same for every method).
+        cycles: cyclic-weight-transfer cycles. rounds: FedAvg rounds. gen_epochs: replay-generator epochs per site.
+        n_boot: bootstrap resamples.
+    """
+
+    epochs: int
+    max_train: int | None
+    max_test: int | None
+    cycles: int
+    rounds: int
+    gen_epochs: int
+    n_boot: int
+    batch_size: int = 4
+    lr: float = 1e-3
+
+
+BUDGETS: dict[str, Budget] = {
+    "tiny": Budget(epochs=2, max_train=8, max_test=8, cycles=2, rounds=2, gen_epochs=5, n_boot=200),
+    "small": Budget(epochs=6, max_train=32, max_test=None, cycles=2, rounds=3, gen_epochs=15, n_boot=1000),
+    "full": Budget(epochs=20, max_train=None, max_test=None, cycles=3, rounds=5, gen_epochs=40, n_boot=2000),
+}
+
+
+def _eval(task: Task, net: nn.Module, ds: Any, device: str) -> tuple[float, list[float]]:
+    res = task.evaluate(net, ds, device=device)
+    key = task.spec.primary_metric
+    return float(res.metrics[key]), [float(v) for v in res.per_sample.get(key, [])]
+
+
+def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategies: Sequence[str] | str = "relay",
+             orders: Literal["given", "all"] | Sequence[Sequence[str]] = "given", budget: BudgetName | Budget = "tiny",
+             external: Sequence[str] = (), baselines: Sequence[str] | Literal["all", "none"] = "all", seed: int = 0,
+             device: str = "cpu", init: str | None = None, strategy_opts: Mapping[str, Mapping[str, Any]] | None = None,
+             progress: bool = False, log: Callable[[str], None] = print, **budget_overrides: Any) -> dict[str, Any]:
+    """Run relays and baselines on ``sites``; write JSON, Markdown and heatmaps under ``out``; return the results.
+
+    Args:
+        task_name: registry name. sites: training sites (built-in names or folders), in the given order.
+        strategies: names, or ``"all"``.
+        orders: ``"given"``, ``"all"`` (every permutation) or explicit orders.
+        budget: ``"tiny"``, ``"small"``, ``"full"`` or a :class:`Budget`; ``**budget_overrides`` replace fields
+            (e.g. ``epochs=3``).
+        external: sites never trained on; the final models are evaluated there too.
+        baselines: subset of ``("single", "ensemble", "pooled", "cyclic", "fedavg")``, ``"all"`` or ``"none"``.
+        init: shipped weights name or model file every method starts from (default: one random init).
+        strategy_opts: per-strategy settings, e.g. ``{"ewc": {"lam": 100}}``.
+
+    Example:
+        >>> simulate("midline", ["synth-a", "synth-b"], "runs/sim", strategies="all")  # doctest: +SKIP
+    """
+    from medzoo import get_task
+    from medzoo.io import atomic_write_json
+    from medzoo.relay import report
+
+    t_start = time.perf_counter()
+    task = get_task(task_name)
+    b = BUDGETS[budget] if isinstance(budget, str) else budget
+    b = replace(b, **{k: v for k, v in budget_overrides.items() if v is not None})
+    strat_names = list_strategies() if strategies == "all" else list(strategies if not isinstance(strategies, str) else [strategies])
+    order_list = [list(o) for o in itertools.permutations(sites)] if orders == "all" else \
+        [list(sites)] if orders == "given" else [list(o) for o in orders]
+    base_names = list(BASELINES) if baselines == "all" else [] if baselines == "none" else list(baselines)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    hib = task.spec.higher_is_better
+    syn = task.spec.synthetic
+    tag = "SYNTHETIC " if syn else ""
+
+    torch.manual_seed(seed)
+    net0 = task.build_model(weights=init) if init is not None else task.build_model()
+    init_path = save_model(task, net0, out / "init.safetensors", meta={"note": "initial weights of the simulation"})
+    all_sites = list(dict.fromkeys([*sites, *external]))
+    test = {s: api.subset(task.build_dataset(s, "test"), b.max_test, seed) for s in all_sites}
+    train = {s: api.subset(task.build_dataset(s, "train", augment=True), b.max_train, seed) for s in sites}
+    init_scores = {s: _eval(task, net0, test[s], device)[0] for s in all_sites}
+    cfg = TrainConfig(epochs=b.epochs, batch_size=b.batch_size, lr=b.lr, seed=seed)
+    log(f"{tag}relay simulation: task={task_name} sites={','.join(sites)} external={','.join(external) or '-'} "
+        f"strategies={','.join(strat_names)} orders={len(order_list)} budget={asdict(b)}")
+
+    runs = []
+    for sname in strat_names:
+        opts = dict((strategy_opts or {}).get(sname, {}))
+        if sname == "relay":
+            opts.setdefault("gen_epochs", b.gen_epochs)
+        for order in order_list:
+            t0 = time.perf_counter()
+            bdir = out / "batons" / sname / "-".join(Path(str(s)).name for s in order)
+            prev = api.start(task_name, bdir / "0-start.baton", init=str(init_path), strategy=sname, overwrite=True, **opts)
+            R: list[list[float]] = []
+            samples: list[list[list[float]]] = []
+            for i, s in enumerate(order):
+                nxt = bdir / f"{i + 1}-{Path(str(s)).name}.baton"
+                api.train(prev, s, str(s), nxt, epochs=b.epochs, batch_size=b.batch_size, lr=b.lr, seed=seed, device=device,
+                          resume=False, max_samples=b.max_train, eval_split=None, overwrite=True, progress=progress)
+                prev = nxt
+                bt = Baton.read(nxt)
+                _, net, _ = api._build(bt)
+                row = [_eval(task, net, test[t], device) for t in order]
+                R.append([r[0] for r in row])
+                samples.append([r[1] for r in row])
+                log(f"  {tag}{sname} [{' -> '.join(map(str, order))}] after {s}: "
+                    + "  ".join(f"{t}={v:.4f}" for t, v in zip(order, R[-1])))
+            ext = {x: _eval(task, net, test[x], device)[0] for x in external}
+            final_s, diag_s = samples[-1], [samples[j][j] for j in range(len(order))]
+            ci = metrics.bootstrap_ci(final_s, diag_s, n_boot=b.n_boot, seed=seed, higher_is_better=hib) \
+                if all(final_s) else {}
+            notes = [{"site": e["site"], **e.get("note", {})} for e in bt.ledger if e.get("kind") == "train"]
+            runs.append({"strategy": sname, "settings": bt.strategy_settings, "order": list(map(str, order)), "R": R,
+                         "final_avg": metrics.final_average(R), "bwt": metrics.backward_transfer(R, hib),
+                         "forgetting": metrics.forgetting(R, hib),
+                         "fwt": metrics.forward_transfer(R, [init_scores[s] for s in order], hib),
+                         "ci": ci, "final_row": dict(zip(map(str, order), R[-1])), "external": ext,
+                         "per_sample": {"final": final_s, "diag": diag_s}, "strategy_notes": notes,
+                         "baton": str(prev), "wall_s": round(time.perf_counter() - t0, 1)})
+
+    base: dict[str, Any] = {}
+    if base_names:
+        datasets = [train[s] for s in sites]
+
+        def score(net: nn.Module) -> dict[str, Any]:
+            row = {s: _eval(task, net, test[s], device) for s in all_sites}
+            fin = [row[s][1] for s in sites]
+            return {"row": {s: row[s][0] for s in sites}, "final_avg": float(sum(row[s][0] for s in sites) / len(sites)),
+                    "external": {x: row[x][0] for x in external},
+                    "ci": metrics.bootstrap_ci(fin, n_boot=b.n_boot, seed=seed, higher_is_better=hib) if all(fin) else {}}
+
+        singles = {}
+        if "single" in base_names or "ensemble" in base_names:
+            for s in sites:
+                t0 = time.perf_counter()
+                singles[s] = bl.train_single(task, net0, train[s], cfg, site=str(s), device=device, progress=progress)
+                if "single" in base_names:
+                    base[f"single:{s}"] = {**score(singles[s]), "wall_s": round(time.perf_counter() - t0, 1)}
+                    log(f"  {tag}baseline single:{s}: " + "  ".join(f"{k}={v:.4f}" for k, v in base[f"single:{s}"]["row"].items()))
+        makers: dict[str, Callable[[], nn.Module]] = {
+            "ensemble": lambda: bl.LogitEnsemble(list(singles.values())),
+            "pooled": lambda: bl.train_pooled(task, net0, datasets, cfg, device=device, progress=progress),
+            "cyclic": lambda: bl.train_cyclic(task, net0, datasets, cfg, cycles=b.cycles, device=device, progress=progress),
+            "fedavg": lambda: bl.train_fedavg(task, net0, datasets, cfg, rounds=b.rounds, device=device, progress=progress),
+        }
+        for name in [n for n in BASELINES if n != "single" and n in base_names]:
+            t0 = time.perf_counter()
+            base[name] = {**score(makers[name]()), "wall_s": round(time.perf_counter() - t0, 1)}
+            log(f"  {tag}baseline {name}: " + "  ".join(f"{k}={v:.4f}" for k, v in base[name]["row"].items()))
+
+    order_study = {}
+    if len(order_list) > 1:
+        for sname in strat_names:
+            finals = torch.tensor([r["final_avg"] for r in runs if r["strategy"] == sname])
+            order_study[sname] = {"n_orders": len(finals), "final_avg_mean": float(finals.mean()),
+                                  "final_avg_std": float(finals.std()) if len(finals) > 1 else 0.0,
+                                  "final_avg_min": float(finals.min()), "final_avg_max": float(finals.max())}
+    results = {"task": task_name, "synthetic": syn, "sites": list(map(str, sites)), "external": list(map(str, external)),
+               "primary_metric": task.spec.primary_metric, "higher_is_better": hib, "budget": asdict(b), "seed": seed,
+               "device": device, "init": init or "random", "init_scores": init_scores, "runs": runs,
+               "baselines": base, "order_study": order_study, "definitions": report.DEFINITIONS,
+               "wall_s": round(time.perf_counter() - t_start, 1)}
+    atomic_write_json(out / "relay_results.json", results)
+    report.write_all(results, out)
+    log(report.summary_text(results))
+    return results
