@@ -152,10 +152,16 @@ def generate(seed: int, site: str | SiteProfile = "synth-a", *, shift_mm: float 
     """
     prof = SITES[site] if isinstance(site, str) else site
     rng = np.random.default_rng(seed)
-    shift = sample_shift(rng) if shift_mm is None else float(shift_mm)
+    # Draw the case-level choices first, always all of them, so that the anatomy drawn below is the same for a
+    # given seed whatever shift or lesion the caller imposes (tests compare shifted and unshifted renderings).
+    drawn_shift = sample_shift(rng)
+    u_lesion, drawn_kind, drawn_side = rng.random(), str(rng.choice(["sdh", "ich"])), int(rng.choice((-1, 1)))
+    shift = drawn_shift if shift_mm is None else float(shift_mm)
     if lesion is None:
-        lesion = str(rng.choice(["sdh", "ich"])) if abs(shift) > 0 or rng.random() < 0.4 else "none"
-    side = (-1 if shift > 0 else 1) if shift != 0 else int(rng.choice((-1, 1)))  # lesion pushes away from itself
+        lesion = drawn_kind if abs(shift) > 0 or u_lesion < 0.4 else "none"
+    if lesion not in ("none", "sdh", "ich"):
+        raise ValueError(f"lesion must be 'none', 'sdh' or 'ich', got {lesion!r}")
+    side = (-1 if shift > 0 else 1) if shift != 0 else drawn_side  # the lesion pushes away from itself
     if lesion == "none":
         side = 0
 
