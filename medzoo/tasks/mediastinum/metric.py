@@ -8,6 +8,7 @@ averaged). Balanced accuracy is the mean sensitivity over the classes present.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,7 +46,9 @@ def classification_metrics(probs: Tensor, target: Tensor, classes: Sequence[str]
     neg = cm.sum() - pos
     sens = torch.where(pos > 0, tp / pos.clamp_min(1), torch.nan)
     spec = torch.where(neg > 0, (neg - fp) / neg.clamp_min(1), torch.nan)
-    per_auc = multiclass_auroc(probs, target, num_classes=k, average=None, thresholds=None).double()
+    with warnings.catch_warnings():  # absent classes are handled below (NaN, left out of the macro mean)
+        warnings.filterwarnings("ignore", message=".*(positive|negative) samples.*")
+        per_auc = multiclass_auroc(probs, target, num_classes=k, average=None, thresholds=None).double()
     defined = (pos > 0) & (neg > 0)
     per_auc = torch.where(defined, per_auc, torch.nan)
     out: dict[str, float] = {
