@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from medzoo.relay.strategies.base import Strategy, parse_settings
+from medzoo.relay.strategies.base import Strategy, StrategyError, parse_settings
 from medzoo.relay.strategies.ewc import EWC, QuadraticPenalty, fisher_diagonal
 from medzoo.relay.strategies.lwf import Distillation, LwF
 from medzoo.relay.strategies.mas import MAS, mas_importance
@@ -35,7 +35,7 @@ def strategy_defaults(name: str) -> dict[str, Any]:
 
 def _cls(name: str) -> type[Strategy]:
     if name not in _STRATEGIES:
-        raise ValueError(f"unknown strategy {name!r}; known: {', '.join(list_strategies())}")
+        raise StrategyError(f"unknown strategy {name!r}; known: {', '.join(list_strategies())}")
     return _STRATEGIES[name]
 
 
@@ -49,5 +49,5 @@ def make_strategy(name: str, **opts: Any) -> Strategy:
     return cls(parse_settings(cls.Settings, opts))
 
 
-__all__ = ["EWC", "MAS", "Distillation", "LwF", "Naive", "QuadraticPenalty", "Relay", "Strategy", "fisher_diagonal",
+__all__ = ["EWC", "MAS", "Distillation", "LwF", "Naive", "QuadraticPenalty", "Relay", "Strategy", "StrategyError", "fisher_diagonal",
            "list_strategies", "make_strategy", "mas_importance", "strategy_defaults", "weighted_merge"]

@@ -16,7 +16,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from medzoo.errors import MedzooError
+
 S = typing.TypeVar("S")
+
+
+class StrategyError(MedzooError, ValueError):
+    """An unknown strategy or option, or an option value outside its allowed choices."""
 
 
 def parse_settings(cls: type[S], opts: Mapping[str, Any]) -> S:
@@ -29,26 +35,26 @@ def parse_settings(cls: type[S], opts: Mapping[str, Any]) -> S:
     fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = set(opts) - fields
     if unknown:
-        raise ValueError(f"unknown option(s) {sorted(unknown)} for {cls.__name__}; known: {sorted(fields)}")
+        raise StrategyError(f"unknown option(s) {sorted(unknown)} for {cls.__name__}; known: {sorted(fields)}")
     out: dict[str, Any] = {}
     for k, v in opts.items():
         hint = hints[k]
         if get_origin(hint) is Literal:
             choices = get_args(hint)
             if v not in choices:
-                raise ValueError(f"option {k}={v!r} must be one of {list(choices)}")
+                raise StrategyError(f"option {k}={v!r} must be one of {list(choices)}")
             out[k] = v
         elif hint is bool:
             if isinstance(v, str):
                 if v.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-                    raise ValueError(f"option {k}={v!r} must be a boolean (true/false)")
+                    raise StrategyError(f"option {k}={v!r} must be a boolean (true/false)")
                 v = v.lower() in ("1", "true", "yes", "on")
             out[k] = bool(v)
         elif hint in (int, float):
             try:
                 out[k] = hint(v)
             except (TypeError, ValueError) as e:
-                raise ValueError(f"option {k}={v!r} must be a {hint.__name__}") from e
+                raise StrategyError(f"option {k}={v!r} must be a {hint.__name__}") from e
         else:
             out[k] = v
     return cls(**out)

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from medzoo.core import SiteContext, StepOutput
-from medzoo.relay.strategies.base import Strategy, float_state, iterate_batches
+from medzoo.relay.strategies.base import Strategy, StrategyError, float_state, iterate_batches
 from medzoo.relay.strategies.lwf import Distillation
 from medzoo.relay.strategies.replay import ConditionalVAE, fit_generator, nearest_neighbour_report
 
@@ -99,7 +99,7 @@ class Relay(Strategy):
     def before_site(self, ctx: SiteContext) -> None:
         s = self.settings
         if ctx.site_index >= s.max_sites and self.replay_on:
-            raise ValueError(f"the replay generator supports {s.max_sites} sites; this is site {ctx.site_index + 1} "
+            raise StrategyError(f"the replay generator supports {s.max_sites} sites; this is site {ctx.site_index + 1} "
                              "(start the relay with a larger max_sites, or switch replay off)")
         self._anchor = float_state(ctx.model) if ctx.n_seen > 0 else {}
         self._distill = None

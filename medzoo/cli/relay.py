@@ -1,0 +1,252 @@
+"""``medzoo relay start|train|inspect|evaluate|verify|export|simulate|strategies``.
+
+Handlers import torch and the relay package lazily, so ``medzoo --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def _opts(pairs: list[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for p in pairs or []:
+        if "=" not in p:
+            raise SystemExit(f"medzoo relay: --opt expects KEY=VALUE, got {p!r}")
+        k, v = p.split("=", 1)
+        out[k.strip().replace("-", "_")] = v.strip()
+    return out
+
+
+def _csv(s: str | None) -> list[str]:
+    return [x.strip() for x in (s or "").split(",") if x.strip()]
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    relay = sub.add_parser("relay", help="relay learning: train a model that travels between sites as a file (the baton)",
+                           description="Relay learning: the model travels from site to site as one baton file; each site "
+                                       "trains on its own data only. See docs/relay.md.")
+    rs = relay.add_subparsers(dest="relay_command", metavar="STEP")
+    relay.set_defaults(func=lambda a: (relay.print_help(), 0)[1])
+
+    p = rs.add_parser("start", help="create the first baton of a relay")
+    p.add_argument("--task", required=True, help="task name (see `medzoo list`)")
+    p.add_argument("--out", type=Path, required=True, help="baton file to write")
+    p.add_argument("--init", help="shipped weights name or model file to start from (default: random init)")
+    p.add_argument("--strategy", default="relay", help="continual-learning strategy (see `medzoo relay strategies`); default relay")
+    p.add_argument("--opt", action="append", metavar="KEY=VALUE", help="strategy setting, repeatable (e.g. --opt lam=100)")
+    p.add_argument("--key-file", type=Path, help="sign the baton with this shared consortium key (HMAC-SHA256)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.set_defaults(func=cmd_start)
+
+    p = rs.add_parser("train", help="train the baton's model on this site's data and write the next baton")
+    p.add_argument("baton", type=Path, help="the arriving baton")
+    p.add_argument("--data", required=True, help="built-in site name or a folder in the task's layout")
+    p.add_argument("--site", required=True, help="this site's name, recorded in the ledger")
+    p.add_argument("--out", type=Path, required=True, help="the baton to write (the arriving one is never modified)")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 (several GPUs: launch with torchrun)")
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
+    p.add_argument("--max-samples", type=int, help="use at most this many training samples")
+    p.add_argument("--no-resume", action="store_true", help="ignore checkpoints of an earlier, interrupted run")
+    p.add_argument("--work-dir", type=Path, help="checkpoint folder (default: .<out>.work beside --out)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--no-replay", dest="replay", action="store_false", default=None,
+                   help="this site uses no generative replay and keeps its images out of the generator")
+    g.add_argument("--replay", dest="replay", action="store_true", help="use replay (the default when the strategy has it)")
+    p.add_argument("--task", help="refuse a baton for any other task")
+    p.add_argument("--key-file", type=Path, help="shared key: verify the arriving baton and sign the new one")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)
+
+    p = rs.add_parser("inspect", help="show the ledger: sites, sample counts, metrics, strategy, versions, hashes")
+    p.add_argument("baton", type=Path)
+    p.add_argument("--json", action="store_true", help="print the full content as JSON")
+    p.add_argument("--key-file", type=Path)
+    p.set_defaults(func=cmd_inspect)
+
+    p = rs.add_parser("evaluate", help="evaluation lap: measure the model on this site's test data; append to the ledger")
+    p.add_argument("baton", type=Path)
+    p.add_argument("--data", required=True)
+    p.add_argument("--site", required=True)
+    p.add_argument("--split", default="test", choices=("train", "test", "all"))
+    p.add_argument("--out", type=Path, help="write the updated baton here (default: update the baton in place, atomically)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--key-file", type=Path)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = rs.add_parser("verify", help="check content hash, ledger chain and (with --key-file) the signature")
+    p.add_argument("baton", type=Path)
+    p.add_argument("--key-file", type=Path)
+    p.set_defaults(func=cmd_verify)
+
+    p = rs.add_parser("export", help="write the baton's model as a medzoo model file (for predict/evaluate/load)")
+    p.add_argument("baton", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--half", action="store_true", help="store fp16 weights")
+    p.add_argument("--key-file", type=Path)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_export)
+
+    p = rs.add_parser("simulate", help="run whole relays and baselines on one machine; accuracy matrix, BWT, forgetting")
+    p.add_argument("--task", required=True)
+    p.add_argument("--sites", required=True, help="comma-separated training sites, in relay order")
+    p.add_argument("--strategy", default="relay", help="comma-separated strategies, or 'all'")
+    p.add_argument("--orders", default="given", choices=("given", "all"), help="'all' runs every site order")
+    p.add_argument("--budget", default="tiny", choices=("tiny", "small", "full"))
+    p.add_argument("--external", default="", help="comma-separated sites never trained on (evaluated at the end)")
+    p.add_argument("--baselines", default="all", help="'all', 'none' or a comma list of single,ensemble,pooled,cyclic,fedavg")
+    p.add_argument("--out", type=Path, required=True, help="output folder (JSON, Markdown, heatmap PNGs, batons)")
+    p.add_argument("--init", help="shipped weights name or model file every method starts from")
+    p.add_argument("--epochs", type=int, help="override the budget's epochs per site")
+    p.add_argument("--max-train", type=int, help="override the budget's training samples per site")
+    p.add_argument("--max-test", type=int, help="override the budget's test samples per site")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--opt", action="append", metavar="STRATEGY.KEY=VALUE", help="strategy setting, e.g. ewc.lam=100")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--progress", action="store_true", help="show per-epoch progress bars")
+    p.set_defaults(func=cmd_simulate)
+
+    p = rs.add_parser("strategies", help="list strategies and their settings")
+    p.set_defaults(func=cmd_strategies)
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    from medzoo.relay import api
+
+    path = api.start(args.task, args.out, init=args.init, strategy=args.strategy, key_file=args.key_file,
+                     overwrite=args.overwrite, **_opts(args.opt))
+    print(f"started relay for {args.task} with strategy {args.strategy}: {path}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from medzoo.relay import api
+
+    path = api.train(args.baton, args.data, args.site, args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                     seed=args.seed, device=args.device, resume=not args.no_resume, key_file=args.key_file, replay=args.replay,
+                     work_dir=args.work_dir, max_samples=args.max_samples, amp=not args.no_amp, num_workers=args.num_workers,
+                     progress=not args.quiet, overwrite=args.overwrite, expect_task=args.task)
+    if path is not None:
+        info = api.inspect(path)
+        last = info["ledger"][-1]
+        tag = " (SYNTHETIC data)" if last.get("synthetic") else ""
+        print(f"site {args.site}: trained on {last['n_samples']} samples, {last['epochs']} epochs{tag}; "
+              f"metrics {json.dumps(last['metrics'])}")
+        print(f"wrote {path} (sites so far: {' -> '.join(info['sites'])})")
+    return 0
+
+
+def _fmt_metrics(m: dict[str, Any]) -> str:
+    parts = []
+    for site, vals in (m or {}).items():
+        if isinstance(vals, dict):
+            shown = ", ".join(f"{k}={v:.4f}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in list(vals.items())[:3])
+            parts.append(f"{site}: {shown}")
+    return "; ".join(parts)
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from medzoo.relay import api
+
+    info = api.inspect(args.baton, key_file=args.key_file)
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    sig = "signed, signature checked" if info["signature_checked"] else "signed (pass --key-file to check)" if info["signed"] else "unsigned"
+    print(f"baton {info['path']}  [{info['format']}, {sig}]")
+    print(f"  task {info['task']}  architecture {json.dumps(info['architecture'])}")
+    print(f"  strategy {info['strategy']}  settings {json.dumps(info['strategy_settings'])}")
+    print(f"  sites {' -> '.join(info['sites']) or '(none yet)'}  ({info['n_seen']} training samples)")
+    print(f"  content sha256 {info['content_sha256']}")
+    print(f"  tensors: {info['tensors']['model']} model, {len(info['tensors']['strategy'])} strategy")
+    print("  ledger:")
+    for i, e in enumerate(info["ledger"]):
+        what = {"start": f"start (init {e.get('init')})",
+                "train": f"train  #{e.get('order')} {e.get('site')}: n={e.get('n_samples')} epochs={e.get('epochs')}",
+                "evaluate": f"evaluate {e.get('site')} [{e.get('split')}] after {','.join(e.get('after_sites', []))}: n={e.get('n_samples')}"
+                }.get(e.get("kind"), str(e.get("kind")))
+        syn = " SYNTHETIC" if e.get("synthetic") else ""
+        print(f"   {i:>2}. {what}{syn}  {_fmt_metrics(e.get('metrics', {}))}")
+        print(f"       medzoo {e.get('medzoo_version')}  {e.get('finished') or e.get('created', '')}  "
+              f"weights {e['weights_sha256'][:12]}  entry {e['hash'][:12]} <- {e['prev_hash'][:12]}")
+        note = e.get("note") or {}
+        if isinstance(note.get("generator"), dict) and "memorisation" in note["generator"]:
+            mm = note["generator"]["memorisation"]
+            print(f"       replay generator trained here; memorisation ratio {mm['ratio_median']:.2f} "
+                  f"(gen->train {mm['gen_to_train_median']:.4f} vs train->train {mm['train_to_train_median']:.4f})")
+        elif note.get("replay") == "off":
+            print("       replay switched off at this site")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from medzoo.relay import api
+
+    res = api.evaluate(args.baton, args.data, args.site, out=args.out, split=args.split, key_file=args.key_file,
+                       device=args.device)
+    info = api.inspect(args.out or args.baton)
+    tag = " (SYNTHETIC data)" if info["ledger"][-1].get("synthetic") else ""
+    print(f"evaluation lap at {args.site} [{args.split}] after {' -> '.join(info['sites'])}{tag}:")
+    for k, v in res.metrics.items():
+        print(f"  {k:<24} {v:.4f}")
+    print(f"appended to the ledger of {args.out or args.baton}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from medzoo.relay import api
+
+    r = api.verify(args.baton, key_file=args.key_file)
+    sig = "signature OK" if r["signature_checked"] else "signed, signature NOT checked (no --key-file)" if r["signed"] else "unsigned"
+    print(f"OK: {args.baton}: task {r['task']}, {r['entries']} ledger entries chained, content hash matches, {sig}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from medzoo.relay import api
+
+    path = api.export(args.baton, args.out, key_file=args.key_file, half=args.half, overwrite=args.overwrite)
+    print(f"wrote {path} (load with medzoo.core.load_model, or `medzoo predict {path} ...`)")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from medzoo.relay.simulate import simulate
+
+    sopts: dict[str, dict[str, str]] = {}
+    for k, v in _opts(args.opt).items():
+        if "." not in k:
+            raise SystemExit(f"medzoo relay simulate: --opt expects STRATEGY.KEY=VALUE, got {k}={v}")
+        s, key = k.split(".", 1)
+        sopts.setdefault(s, {})[key] = v
+    strategies = "all" if args.strategy == "all" else _csv(args.strategy)
+    baselines = args.baselines if args.baselines in ("all", "none") else _csv(args.baselines)
+    res = simulate(args.task, _csv(args.sites), args.out, strategies=strategies, orders=args.orders, budget=args.budget,
+                   external=_csv(args.external), baselines=baselines, seed=args.seed, device=args.device, init=args.init,
+                   strategy_opts=sopts, progress=args.progress, epochs=args.epochs, max_train=args.max_train,
+                   max_test=args.max_test, batch_size=args.batch_size, lr=args.lr)
+    print(f"\nwrote {args.out / 'relay_results.json'}, {args.out / 'relay_report.md'} and heatmaps R_<strategy>.png "
+          f"({res['wall_s']} s)")
+    return 0
+
+
+def cmd_strategies(args: argparse.Namespace) -> int:
+    from medzoo.relay.strategies import _STRATEGIES, list_strategies, strategy_defaults
+
+    for name in list_strategies():
+        doc = (_STRATEGIES[name].__doc__ or "").strip().splitlines()[0]
+        print(f"{name:<7} {doc}")
+        for k, v in strategy_defaults(name).items():
+            print(f"          {k} = {v}")
+    return 0

@@ -1,0 +1,83 @@
+"""Deployment API and CLI: a relay step by step, evaluation laps, export, finetune, and kill/resume determinism."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from medzoo.core import load_model
+from medzoo.relay import api
+from medzoo.relay.baton import Baton
+
+
+@pytest.mark.parametrize("strategy,opts", [("lwf", {}), ("relay", {"gen_epochs": 1, "gen_size": 16})])
+def test_killed_and_resumed_ends_with_same_weights(toy, tmp_path: Path, strategy: str, opts: dict) -> None:  # type: ignore[no-untyped-def,type-arg]
+    b0 = api.start(toy.spec.name, tmp_path / "0.baton", strategy=strategy, **opts)
+    b1 = api.train(b0, "a", "a", tmp_path / "1.baton", epochs=2, lr=0.01, progress=False)
+    kw = dict(epochs=4, lr=0.01, seed=3, progress=False)
+    full = api.train(b1, "b", "b", tmp_path / "full.baton", **kw)  # type: ignore[arg-type]
+    out = tmp_path / "resumed.baton"
+    assert api.train(b1, "b", "b", out, _stop_after_epochs=2, **kw) is None  # type: ignore[arg-type]  # "killed"
+    work = tmp_path / ".resumed.baton.work"
+    assert (work / "checkpoint.pt").is_file() and not out.exists()
+    api.train(b1, "b", "b", out, **kw)  # type: ignore[arg-type]
+    a, b = Baton.read(full), Baton.read(out)  # type: ignore[arg-type]
+    assert b.ledger[-1]["train_config"]["resumed_from_epoch"] == 2
+    assert a.model_state.keys() == b.model_state.keys()
+    assert all(torch.equal(a.model_state[k], b.model_state[k]) for k in a.model_state)
+    assert all(torch.equal(a.strategy_state[k], b.strategy_state[k]) for k in a.strategy_state)
+    assert a.weights_sha256 == b.weights_sha256 and not work.exists()
+    # and a run that differs (other seed) really gives other weights: the check can fail
+    other = Baton.read(api.train(b1, "b", "b", tmp_path / "other.baton", epochs=4, lr=0.01, seed=4, progress=False))  # type: ignore[arg-type]
+    assert other.weights_sha256 != a.weights_sha256
+
+
+def test_relay_steps_evaluate_export(toy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    b0 = api.start(toy.spec.name, tmp_path / "0.baton", strategy="naive")
+    b1 = api.train(b0, "a", "a", tmp_path / "1.baton", epochs=3, lr=0.02, progress=False)
+    b2 = api.train(b1, "b", "b", tmp_path / "2.baton", epochs=3, lr=0.02, progress=False)  # type: ignore[arg-type]
+    before = b2.read_bytes()  # type: ignore[union-attr]
+    res = api.evaluate(b2, "a", "a")  # type: ignore[arg-type]
+    info = api.inspect(b2)  # type: ignore[arg-type]
+    assert info["sites"] == ["a", "b"] and info["ledger"][-1]["kind"] == "evaluate"
+    assert info["ledger"][-1]["after_sites"] == ["a", "b"]
+    assert info["ledger"][-1]["metrics"]["a"]["accuracy"] == pytest.approx(res.metrics["accuracy"])
+    assert len(res.per_sample["accuracy"]) == 12
+    assert b2.read_bytes() != before  # type: ignore[union-attr]
+    assert api.verify(b2)["entries"] == 4  # type: ignore[arg-type]
+    tm = load_model(api.export(b2, tmp_path / "m.safetensors"), expect_task=toy.spec.name)  # type: ignore[arg-type]
+    assert tm.meta["sites"] == ["a", "b"]
+    again = toy.evaluate(tm.net, toy.build_dataset("a", "test"))
+    assert again.metrics["accuracy"] == pytest.approx(res.metrics["accuracy"])
+
+
+def test_finetune_one_call(toy) -> None:  # type: ignore[no-untyped-def]
+    net = toy.build_model()
+    tm = toy.wrap(net, {"n_train": 24})
+    w0 = {k: v.clone() for k, v in net.state_dict().items()}
+    for strategy in ("lwf", "ewc", "relay"):
+        out = api.finetune(tm, "b", site="b", strategy=strategy, epochs=1, batch_size=8, lr=0.01, seed=0, device="cpu",
+                           progress=False)
+        assert out.meta["finetuned"][-1]["site"] == "b" and out.meta["n_train"] == 48
+        assert any(not torch.equal(w0[k], v) for k, v in out.net.state_dict().items())
+    assert all(torch.equal(w0[k], v) for k, v in net.state_dict().items())  # the input model is untouched
+
+
+def test_cli_relay_round(toy, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    from medzoo.cli.main import main
+
+    b0, b1 = tmp_path / "0.baton", tmp_path / "1.baton"
+    assert main(["relay", "start", "--task", toy.spec.name, "--out", str(b0), "--strategy", "ewc", "--opt", "lam=10"]) == 0
+    assert main(["relay", "train", str(b0), "--data", "a", "--site", "a", "--out", str(b1), "--epochs", "1", "--quiet"]) == 0
+    assert main(["relay", "evaluate", str(b1), "--data", "b", "--site", "b"]) == 0
+    assert main(["relay", "inspect", str(b1)]) == 0
+    assert main(["relay", "verify", str(b1)]) == 0
+    assert main(["relay", "export", str(b1), "--out", str(tmp_path / "m.safetensors")]) == 0
+    text = capsys.readouterr().out
+    assert "SYNTHETIC" in text and "evaluate b" in text and "OK:" in text and "ewc" in text
+    assert main(["relay", "start", "--task", toy.spec.name, "--out", str(tmp_path / "x"), "--strategy", "ewc",
+                 "--opt", "mode=weird"]) == 2
+    assert main(["relay", "train", str(tmp_path / "m.safetensors"), "--data", "a", "--site", "a", "--out", str(tmp_path / "y")]) == 2
+    assert "not a medzoo relay baton" in capsys.readouterr().err
