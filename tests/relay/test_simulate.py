@@ -1,0 +1,87 @@
+"""Simulation metrics against hand-computed values, baselines' building blocks, and a tiny simulation run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import pytest
+import torch
+from torch import nn
+
+from medzoo.relay import metrics
+from medzoo.relay.baselines import LogitEnsemble, fedavg_merge
+from medzoo.relay.simulate import simulate
+
+R = [[0.80, 0.10, 0.20],
+     [0.60, 0.70, 0.30],
+     [0.50, 0.65, 0.90]]
+
+
+def test_metrics_by_hand() -> None:
+    assert metrics.final_average(R) == pytest.approx((0.50 + 0.65 + 0.90) / 3)
+    # BWT = mean(R[2][0] - R[0][0], R[2][1] - R[1][1]) = mean(-0.30, -0.05)
+    assert metrics.backward_transfer(R) == pytest.approx(-0.175)
+    # forgetting = mean(max(0.8, 0.6) - 0.5, max(0.1, 0.7) - 0.65) = mean(0.30, 0.05)
+    assert metrics.forgetting(R) == pytest.approx(0.175)
+    # FWT = mean(R[0][1] - b1, R[1][2] - b2) = mean(0.10 - 0.05, 0.30 - 0.10)
+    assert metrics.forward_transfer(R, [0.0, 0.05, 0.10]) == pytest.approx(0.125)
+    # a lower-is-better metric flips the sign: rising error = forgetting = negative BWT
+    err = [[1.0, 9.0], [3.0, 2.0]]
+    assert metrics.backward_transfer(err, higher_is_better=False) == pytest.approx(-2.0)
+    assert metrics.forgetting(err, higher_is_better=False) == pytest.approx(2.0)
+    assert metrics.forgetting([[0.5, 0.1], [0.9, 0.8]]) == pytest.approx(-0.4)  # improvement = negative forgetting
+    with pytest.raises(ValueError):
+        metrics.final_average([[1.0, 2.0]])
+
+
+def test_bootstrap_ci_brackets_the_estimate() -> None:
+    final = [[1, 0, 1, 1], [0, 1, 1, 1, 1]]
+    diag = [[1, 1, 1, 1], [0, 1, 1, 1, 1]]
+    ci = metrics.bootstrap_ci(final, diag, n_boot=500)
+    est = (0.75 + 0.8) / 2
+    assert ci["final_avg"][0] <= est <= ci["final_avg"][1]
+    assert ci["bwt"][0] <= -0.25 <= ci["bwt"][1] <= 0.0
+    assert metrics.bootstrap_ci([[0.5, 0.5]], n_boot=50)["final_avg"] == [0.5, 0.5]
+
+
+def test_logit_ensemble_and_fedavg_merge() -> None:
+    a, b = nn.Linear(2, 2), nn.Linear(2, 2)
+    x = torch.randn(5, 2)
+    assert torch.allclose(LogitEnsemble([a, b])(x), (a(x) + b(x)) / 2)
+
+    class Two(nn.Module):
+        def __init__(self, lin: nn.Module) -> None:
+            super().__init__()
+            self.lin = lin
+
+        def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {"logits": self.lin(x), "aux": self.lin(x) * 2}
+
+    out = LogitEnsemble([Two(a), Two(b)])(x)
+    assert torch.allclose(out["aux"], a(x) + b(x))
+    m = fedavg_merge([a.state_dict(), b.state_dict()], [1, 3])
+    assert torch.allclose(m["weight"], 0.25 * a.weight + 0.75 * b.weight)
+
+
+def test_simulate_toy(toy, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    res = simulate(toy.spec.name, ["a", "b"], tmp_path, strategies=["naive", "lwf"], orders="all", external=["d"],
+                   budget="tiny", baselines=["single", "ensemble", "pooled", "fedavg"], epochs=1, n_boot=50)
+    assert len(res["runs"]) == 4  # 2 strategies x 2 orders
+    for r in res["runs"]:
+        assert len(r["R"]) == 2 and all(len(row) == 2 for row in r["R"])
+        assert r["bwt"] == pytest.approx(r["R"][1][0] - r["R"][0][0])
+        assert r["final_avg"] == pytest.approx(sum(r["R"][1]) / 2)
+        assert set(r["external"]) == {"d"} and r["ci"]["final_avg"][0] <= r["final_avg"] <= r["ci"]["final_avg"][1]
+        assert len(r["per_sample"]["final"][0]) == 8  # tiny budget: 8 test images per site
+    assert set(res["baselines"]) == {"single:a", "single:b", "ensemble", "pooled", "fedavg"}
+    assert set(res["order_study"]) == {"naive", "lwf"} and res["order_study"]["naive"]["n_orders"] == 2
+    saved = json.loads((tmp_path / "relay_results.json").read_text())
+    assert saved["synthetic"] is True and saved["runs"][0]["R"] == res["runs"][0]["R"]
+    md = (tmp_path / "relay_report.md").read_text()
+    assert md.startswith("# SYNTHETIC Relay simulation") and "BWT" in md and "Lopez-Paz" in md
+    img = cv2.imread(str(tmp_path / "R_lwf.png"))
+    assert img is not None and img.shape[0] > 100
+    printed = capsys.readouterr().out
+    assert "SYNTHETIC" in printed and "after a" in printed
