@@ -1,0 +1,75 @@
+"""Shared code of the fundus recipes: train through medzoo's one loop, checkpoint, ship fp16 weights + model card."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+_REPO = Path(__file__).resolve().parents[2]
+if (_REPO / "medzoo").is_dir() and str(_REPO) not in sys.path:  # run from a source checkout without installing
+    sys.path.insert(0, str(_REPO))
+
+import torch  # noqa: E402
+
+from medzoo.core import Task, save_model  # noqa: E402
+from medzoo.io import sha256_file  # noqa: E402
+from medzoo.relay.trainer import TrainConfig, train_site  # noqa: E402
+from medzoo.weights import WeightsMeta, write_card  # noqa: E402
+
+DATA_TERMS = {
+    "drive": "DRIVE: free for research use, registration at drive.grand-challenge.org; cite Staal et al., IEEE TMI 2004.",
+    "stare": "STARE: freely available for research use; cite Hoover et al., IEEE TMI 2000.",
+    "hrf": "HRF: free for research (CC BY 4.0 on later mirrors); cite Budai et al., IJBI 2013.",
+    "drishti": "Drishti-GS1: research use (registration at IIIT-H CVIT); cite Sivaswamy et al., ISBI 2014 and JSM BIDP 2015.",
+}
+
+
+def command_line() -> str:
+    return "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0])] + sys.argv[1:])
+
+
+def train(task: Task, net: torch.nn.Module, dataset: Any, cfg: TrainConfig, *, site: str, ckpt: Path,
+          log: Path | None = None) -> dict[str, float]:
+    """Run :func:`medzoo.relay.trainer.train_site`, saving ``ckpt`` (a medzoo model file) after every epoch."""
+
+    def on_epoch_end(epoch: int, stats: dict[str, float]) -> None:
+        save_model(task, net, ckpt, meta={"epoch": epoch + 1, **stats})
+        line = json.dumps({"time": time.strftime("%H:%M:%S"), "epoch": epoch + 1, "of": cfg.epochs, **stats})
+        print(line, flush=True)
+        if log is not None:
+            with open(log, "a") as f:
+                f.write(line + "\n")
+        net.train()
+
+    return train_site(task, net, dataset, cfg, site_name=site, progress=False, on_epoch_end=on_epoch_end)
+
+
+def ship(task: Task, net: torch.nn.Module, out_dir: Path, *, name: str, card: dict[str, Any],
+         evaluate: Any, stats: dict[str, float], cfg: TrainConfig) -> WeightsMeta:
+    """Save ``net`` as fp16 ``<out_dir>/<name>.safetensors``, measure the saved file on the test sets with
+    ``evaluate(path) -> {set: metrics}``, and write the model card ``<name>.json`` with its sha256."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.safetensors"
+    header_meta = {k: card[k] for k in ("summary", "sites", "training_data", "recipe", "license", "data_terms")}
+    task.wrap(net, header_meta).save(path, half=True)
+    t0 = time.perf_counter()
+    metrics = evaluate(path)
+    cost = {"cpu_process_s": round(stats["cpu_s"], 1), "wall_s": round(stats["wall_s"], 1),
+            "steps": int(stats["steps"]), "final_loss": round(stats["loss"], 4),
+            "device": "cpu", "cpu_threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
+            "note": "cpu_process_s from time.process_time() over train_site (all threads of the process); "
+                    "test evaluation took %.0f s wall (not included)" % (time.perf_counter() - t0),
+            "config": {k: v for k, v in cfg.__dict__.items() if k != "extra"} | cfg.extra}
+    meta = WeightsMeta(
+        name=name, task=task.spec.name, file=path.name, sha256=sha256_file(path),
+        architecture=task.architecture(net), num_params=sum(p.numel() for p in net.parameters()),
+        metrics=metrics, training_cost=cost, synthetic=False, **card)
+    write_card(meta, out_dir)
+    return meta

@@ -1,0 +1,100 @@
+"""Recipe of the shipped ``fundus-vessels`` weights (one command, CPU):
+
+    python tasks/fundus/train_vessels.py --out weights/
+
+Trains the vessel U-Net (MobileNetV3-Large encoder, light decoder) on the training splits of DRIVE (20 images),
+STARE (10) and HRF (15), jointly, through medzoo's one training loop (``medzoo.relay.trainer.train_site``), on
+random FOV-centred 256 px patches of the CLAHE green channel with flips/rotations/scale/photometric jitter, Dice+BCE
+loss, AdamW with linear warm-up and cosine decay. Then saves fp16 safetensors, measures the saved file on the DRIVE,
+STARE and HRF test splits and writes the model card ``<out>/fundus-vessels.json``. A checkpoint is saved after
+every epoch (``--ckpt``); ``--init CKPT`` starts from one (a warm restart with a fresh schedule).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from common import DATA_TERMS, command_line, ship, train
+
+import torch
+from torch.utils.data import ConcatDataset
+
+from medzoo import get_task
+from medzoo.core import load_model, read_model_file, load_state_dict_strict
+from medzoo.relay.trainer import TrainConfig
+
+SITES = ("drive", "stare", "hrf")
+PATCHES_PER_IMAGE = {"drive": 8, "stare": 16, "hrf": 11}  # about 160 patches per site and epoch
+
+
+def evaluate_file(path: Path) -> dict[str, dict[str, float]]:
+    model = load_model(path)
+    out = {}
+    for site in SITES:
+        res = model.task.evaluate(model.net, model.task.build_dataset(site, "test"))
+        out[f"{site}-test"] = {k: round(v, 4) for k, v in res.metrics.items()} | {"n": len(res.ids)}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path("weights"))
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ckpt", type=Path, default=Path("/tmp/fundus-vessels.ckpt.safetensors"))
+    ap.add_argument("--log", type=Path, default=None, help="append one JSON line per epoch here")
+    ap.add_argument("--init", type=Path, default=None, help="start from this checkpoint")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    task = get_task("fundus-vessels")
+    net = task.build_model()
+    if args.init is not None:
+        _, _, _, state = read_model_file(args.init)
+        load_state_dict_strict(net, state, source=str(args.init))
+    ds = ConcatDataset([task.build_dataset(s, "train", augment=True, patches_per_image=PATCHES_PER_IMAGE[s])  # type: ignore[call-arg]
+                        for s in SITES])
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=1e-4,
+                      warmup_steps=100, min_lr_ratio=0.02, seed=args.seed,
+                      extra={"patch": 256, "patches_per_image": PATCHES_PER_IMAGE, "loss": "dice+bce",
+                             "init": str(args.init) if args.init else None})
+    print(f"training on {len(ds)} patches/epoch for {args.epochs} epochs", flush=True)
+    stats = train(task, net, ds, cfg, site="+".join(SITES), ckpt=args.ckpt, log=args.log)
+
+    card = {
+        "input": {"channels": "RGB", "dtype": "uint8", "shape": "H x W x 3", "network_input": "1 channel, CLAHE green in [0, 1]",
+                  "scale": "as given if the longer side <= 1000 px, else reduced to 876 px (training scale of HRF)",
+                  "pad_multiple": 32},
+        "preprocessing": ("FOV derived from the red channel (threshold 20, median 5, open/close 15 px, largest "
+                          "component, holes filled); green channel with CLAHE (clip 2.0, tiles 8x8) scaled to "
+                          "[0, 1], 0 outside the FOV; zero-padded to a multiple of 32; sigmoid; cropped back; "
+                          "0 outside the FOV; resized to the input size; threshold 0.5."),
+        "classes": ["vessel"],
+        "training_data": ("DRIVE train (official, 20 images: 21-40), STARE train (split.csv split_maninis2016, "
+                          "10 images), HRF train (first 5 ids of each category, 15 images, stored 876x584); "
+                          "joint training, ~160 random 256 px patches per set and epoch"),
+        "sites": list(SITES),
+        "metrics_command": command_line() + "  (re-measured by: python tasks/fundus/benchmark.py)",
+        "recipe": "python tasks/fundus/train_vessels.py --out weights/",
+        "intended_use": ("Research and teaching: retinal vessel maps of colour fundus photographs (35-45 deg FOV, "
+                         "about 500-900 px across the FOV). Not a medical device; not for diagnosis or screening."),
+        "license": "weights: MIT-style research release; the training data's terms below still apply",
+        "data_terms": " ".join(DATA_TERMS[s] for s in SITES) + " Research use only.",
+        "summary": ("Retinal vessel segmentation U-Net (timm MobileNetV3-Large encoder, random init, light decoder) "
+                    "trained on real DRIVE + STARE + HRF training images on CPU; metrics are on their held-out test splits."),
+        "extra": {"threshold": 0.5, "fov_red_threshold": 20,
+                  "hrf_split": "train = ids 01-05 of each category (15), test = the other 27 with vessel GT",
+                  "stare_split": "split.csv split_maninis2016 (10 train / 8 test; im0235, im0236 missing)"},
+    }
+    meta = ship(task, net, args.out, name="fundus-vessels", card=card, evaluate=evaluate_file, stats=stats, cfg=cfg)
+    print(meta.metrics, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

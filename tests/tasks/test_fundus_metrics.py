@@ -1,0 +1,97 @@
+"""Fundus metrics against plain numpy references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from medzoo.tasks.fundus import loss, metrics
+
+
+def _auc_numpy(score: np.ndarray, label: np.ndarray) -> float:
+    """Mann-Whitney AUC with average ranks for ties."""
+    order = np.argsort(score, kind="mergesort")
+    s = score[order]
+    ranks = np.empty(len(s))
+    i = 0
+    while i < len(s):
+        j = i
+        while j + 1 < len(s) and s[j + 1] == s[i]:
+            j += 1
+        ranks[i : j + 1] = (i + j) / 2 + 1
+        i = j + 1
+    r = np.empty(len(s))
+    r[order] = ranks
+    pos = label.astype(bool)
+    n1, n0 = pos.sum(), (~pos).sum()
+    return float((r[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def _vessel_numpy(prob: np.ndarray, target: np.ndarray, fov: np.ndarray, thr: float) -> dict[str, float]:
+    f = fov > 0
+    p, t = prob[f], target[f] > 0
+    pr = p >= thr
+    tp, fp = np.sum(pr & t), np.sum(pr & ~t)
+    fn, tn = np.sum(~pr & t), np.sum(~pr & ~t)
+    return {"dice": 2 * tp / (2 * tp + fp + fn), "sensitivity": tp / (tp + fn), "specificity": tn / (tn + fp),
+            "accuracy": (tp + tn) / f.sum(), "auc": _auc_numpy(p.astype(np.float64), t)}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_vessel_metrics_match_numpy(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    target = (rng.random((40, 50)) < 0.2).astype(np.uint8)
+    prob = np.clip(target * 0.4 + rng.random((40, 50)) * 0.7, 0, 1).round(2).astype(np.float32)  # ties on purpose
+    fov = np.zeros((40, 50), np.uint8)
+    fov[5:35, 5:45] = 1
+    prob[fov == 0] = 1.0  # outside the FOV must not count
+    got = metrics.vessel_metrics(prob, target, fov, threshold=0.5)
+    ref = _vessel_numpy(prob, target, fov, 0.5)
+    for k in metrics.VESSEL_KEYS:
+        assert got[k] == pytest.approx(ref[k], abs=1e-6), k
+
+
+def test_vessel_metrics_accept_tensors_and_edge_cases() -> None:
+    t = torch.zeros(8, 8)
+    m = metrics.vessel_metrics(torch.zeros(8, 8), t)
+    assert m["dice"] == 1.0 and np.isnan(m["auc"]) and m["accuracy"] == 1.0
+    t[2:4] = 1
+    assert metrics.vessel_metrics(torch.zeros(8, 8), t)["dice"] == 0.0
+
+
+def test_disc_metrics_and_vcdr() -> None:
+    true = np.zeros((40, 40), np.uint8)
+    true[10:30, 10:30] = 1
+    true[15:25, 15:25] = 2
+    pred = np.zeros_like(true)
+    pred[10:30, 12:30] = 1
+    pred[15:23, 15:25] = 2
+    m = metrics.disc_metrics(pred, true)
+    assert m["dice_disc"] == pytest.approx(2 * 360 / (360 + 400))
+    assert m["dice_cup"] == pytest.approx(2 * 80 / (80 + 100))
+    assert m["vcdr_abs_err"] == pytest.approx(abs(8 / 20 - 10 / 20))
+    assert np.isnan(metrics.vcdr(np.zeros((5, 5), np.uint8)))
+    assert metrics.vcdr(true) == 0.5
+    lab = metrics.target_labels(np.stack([true >= 1, true == 2]).astype(np.float32))
+    assert np.array_equal(lab, true)
+
+
+def test_mean_metrics_ignores_nan() -> None:
+    out = metrics.mean_metrics({"a": [1.0, float("nan"), 3.0], "b": [float("nan")]})
+    assert out["a"] == 2.0 and np.isnan(out["b"])
+
+
+def test_dice_bce_loss_orders_predictions() -> None:
+    t = torch.zeros(2, 1, 16, 16)
+    t[..., 4:8, :] = 1
+    good, bad = loss.dice_bce_loss(t * 12 - 6, t), loss.dice_bce_loss(-(t * 12 - 6), t)
+    assert float(good) < 0.1 < float(bad)
+    assert float(loss.DiceBCELoss()(t * 12 - 6, t)) == pytest.approx(float(good))
+
+
+def test_distill_loss_is_minimal_at_the_teacher() -> None:
+    teacher = torch.randn(1, 2, 8, 8)
+    same = float(loss.sigmoid_distill_loss(teacher.clone(), teacher))
+    other = float(loss.sigmoid_distill_loss(teacher + torch.randn_like(teacher), teacher))
+    assert same < other
