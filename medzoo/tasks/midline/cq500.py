@@ -20,6 +20,7 @@ Recipe of a test case:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,13 +65,21 @@ def _crossing(profile: np.ndarray, start: int, step: int, level: float) -> float
     return i + step * float((a - level) / max(a - b, 1e-6))
 
 
-def load_slice(k: int, root: str | Path | None = None) -> TemplateSlice:
-    """Unwarped template slice ``k`` (display orientation, HU with air outside) and its landmarks."""
+@functools.lru_cache(maxsize=2)
+def _volumes(folder: str) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
     from medzoo.tasks.midline.reader import nifti_display_volume
 
-    d = template_dir(root) / "volumes_2mm"
+    d = Path(folder)
     vol, sp = nifti_display_volume(d / "template_with_skull_2mm.nii.gz")
     lv, _ = nifti_display_volume(d / "lateral_ventricles_2mm.nii.gz")
+    vol.setflags(write=False)
+    lv.setflags(write=False)
+    return vol, lv, sp
+
+
+def load_slice(k: int, root: str | Path | None = None) -> TemplateSlice:
+    """Unwarped template slice ``k`` (display orientation, HU with air outside) and its landmarks."""
+    vol, lv, sp = _volumes(str(template_dir(root) / "volumes_2mm"))
     hu = vol[k].astype(np.float32)
     bone = (hu > 300).astype(np.uint8)
     filled = bone.copy()
