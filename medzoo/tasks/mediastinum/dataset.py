@@ -53,6 +53,20 @@ def _augmenter() -> Any:
     ])  # no flips: left-right anatomy (aorta, heart) is not symmetric
 
 
+def _acquisition_jitter(hwc: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Simulate an unseen scanner on an HU crop ``(H, W, P)``: reconstruction kernel (blur or edge
+    enhancement), calibration offset and extra noise."""
+    import cv2
+
+    u = rng.random()
+    if u < 0.3:
+        hwc = cv2.GaussianBlur(hwc, (0, 0), rng.uniform(0.3, 0.9)).reshape(hwc.shape)
+    elif u < 0.7:
+        hwc = hwc + rng.uniform(0.2, 1.2) * (hwc - cv2.GaussianBlur(hwc, (0, 0), 0.8).reshape(hwc.shape))
+    noise = rng.uniform(0, 20) * rng.standard_normal(hwc.shape).astype(np.float32)
+    return (hwc + rng.uniform(-20, 20) + noise).astype(np.float32)
+
+
 class _CropDataset(Dataset[dict[str, Any]]):
     """Shared machinery: cache each case's HU crop (with a margin), augment, window to channels."""
 
@@ -83,9 +97,8 @@ class _CropDataset(Dataset[dict[str, Any]]):
             seed = int(torch.randint(0, 2**31 - 1, (1,)))
             self._aug.set_random_seed(seed)
             rng = np.random.default_rng(seed)
-            hu = self._aug(image=np.ascontiguousarray(hu.transpose(1, 2, 0)))["image"].transpose(2, 0, 1)
-            # acquisition jitter in HU space: calibration offset and extra noise (unseen scanners)
-            hu = hu + rng.uniform(-20, 20) + rng.uniform(0, 18) * rng.standard_normal(hu.shape).astype(np.float32)
+            hwc = self._aug(image=np.ascontiguousarray(hu.transpose(1, 2, 0)))["image"]
+            hu = _acquisition_jitter(hwc, rng).transpose(2, 0, 1)
         img = to_channels(center_crop(hu, self.cfg.size), self.cfg)
         lab = self.labels[i]
         return {"image": torch.from_numpy(np.ascontiguousarray(img)), "target": torch.tensor(CLASSES.index(lab)),

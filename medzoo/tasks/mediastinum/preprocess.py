@@ -19,10 +19,18 @@ from scipy import ndimage
 
 from medzoo.errors import InputError
 
-Mode = Literal["windows", "slices", "slices+windows"]
-MODES: tuple[str, ...] = ("windows", "slices", "slices+windows")
-# (level, width) in HU: mediastinal, lung, bone.
-WINDOWS: dict[str, tuple[float, float]] = {"mediastinal": (40.0, 400.0), "lung": (-600.0, 1500.0), "bone": (400.0, 1800.0)}
+Mode = Literal["windows", "slices", "slices+windows", "slices+soft"]
+# (level, width) in HU: mediastinal, lung, bone, and a narrow soft-tissue window that separates fluid (0-20 HU)
+# from soft tissue (40-70 HU).
+WINDOWS: dict[str, tuple[float, float]] = {"mediastinal": (40.0, 400.0), "lung": (-600.0, 1500.0),
+                                           "bone": (400.0, 1800.0), "soft": (40.0, 150.0)}
+# mode -> (number of planes, window names)
+MODES: dict[str, tuple[int, tuple[str, ...]]] = {
+    "windows": (1, ("mediastinal", "lung", "bone")),
+    "slices": (3, ("mediastinal",)),
+    "slices+windows": (3, ("mediastinal", "lung", "bone")),
+    "slices+soft": (3, ("soft", "mediastinal", "bone")),
+}
 AIR_HU = -1000.0
 
 
@@ -31,8 +39,9 @@ class Preprocess:
     """How a volume becomes a network input.
 
     Attributes:
-        mode: ``"windows"`` (the box's central plane through 3 HU windows), ``"slices"`` (3 adjacent planes,
-            mediastinal window: 2.5D) or ``"slices+windows"`` (3 planes x 3 windows = 9 channels).
+        mode: ``"windows"`` (the box's central plane through mediastinal/lung/bone windows), ``"slices"``
+            (3 adjacent planes, mediastinal window: 2.5D), ``"slices+windows"`` (3 planes x mediastinal/lung/bone
+            = 9 channels) or ``"slices+soft"`` (3 planes x narrow soft-tissue/mediastinal/bone = 9 channels).
         spacing_mm: in-plane spacing of the crop.
         size: crop side in pixels.
         offset_mm: distance between adjacent planes (``"slices"`` modes).
@@ -43,14 +52,17 @@ class Preprocess:
     size: int = 64
     offset_mm: float = 6.0
 
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"unknown input mode {self.mode!r}; modes: {', '.join(MODES)}")
+
     @property
     def slice_offsets_mm(self) -> tuple[float, ...]:
-        return (0.0,) if self.mode == "windows" else (-self.offset_mm, 0.0, self.offset_mm)
+        return (0.0,) if MODES[self.mode][0] == 1 else (-self.offset_mm, 0.0, self.offset_mm)
 
     @property
     def windows(self) -> tuple[tuple[float, float], ...]:
-        names = ("mediastinal",) if self.mode == "slices" else ("mediastinal", "lung", "bone")
-        return tuple(WINDOWS[n] for n in names)
+        return tuple(WINDOWS[n] for n in MODES[self.mode][1])
 
     @property
     def channels(self) -> int:
