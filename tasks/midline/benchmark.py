@@ -76,13 +76,18 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", default="midline", help="shipped weights name or model file")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--timing-slices", type=int, default=30)
+    ap.add_argument("--n", type=int, default=None, help="limit every test set to its first N slices (smoke runs only)")
+    ap.add_argument("--site-n", type=int, default=60, help="test slices per training site (context rows)")
     args = ap.parse_args(argv)
 
+    import cv2
     import torch
+    from torch.utils.data import Subset
 
     torch.set_num_threads(args.threads)
+    cv2.setNumThreads(args.threads)
     from medzoo import get_task
     from medzoo.cli.models import load_any
     from medzoo.errors import InputError
@@ -91,12 +96,16 @@ def main(argv: list[str] | None = None) -> int:
 
     model = load_any(args.weights)
     task = get_task("midline")
-    report: dict = {"task": "midline", "weights": args.weights, "command": "python tasks/midline/benchmark.py",
+    report: dict = {"task": "midline", "weights": args.weights,
+                    "command": "python tasks/midline/benchmark.py" + (f" --n {args.n} (SMOKE RUN, not a result)" if args.n else ""),
                     "date_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M"),
                     "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs (shared), torch {torch.__version__}, {args.threads} threads",
                     "weights_trained_on": model.meta.get("sites", []), "results": {}, "targets": {}}
     t0 = time.perf_counter()
-    res = task.evaluate(model.net, task.build_dataset("synth-x", "test"))
+    def first(ds):  # type: ignore[no-untyped-def]
+        return ds if args.n is None else Subset(ds, range(min(args.n, len(ds))))
+
+    res = task.evaluate(model.net, first(task.build_dataset("synth-x", "test")))
     report["results"]["synth-x (unseen SYNTHETIC site)"] = summarise(res, True)
     print("synth-x", json.dumps(report["results"]["synth-x (unseen SYNTHETIC site)"]["metrics"]), flush=True)
 
@@ -105,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
 
         for lesion in (True, False):
             key = f"cq500-warp ({'with' if lesion else 'without'} painted SDH; real-anatomy template, synthetic warp)"
-            r = task.evaluate(model.net, CQ500WarpDataset(lesion=lesion))
+            r = task.evaluate(model.net, first(CQ500WarpDataset(lesion=lesion)))
             report["results"][key] = summarise(r, False)
             report["results"][key]["note"] = ("CQ500 template (CC BY-NC-SA 4.0), axial slices 64-68 at the frontal horns, "
                                               "warped with shifts -15..15 mm; evaluation only")
@@ -113,9 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as e:
         report["results"]["cq500-warp"] = {"skipped": str(e)}
 
-    for site in TRAIN_SITES:
-        r = task.evaluate(model.net, task.build_dataset(site, "test"))
-        report["results"][f"{site} test (SYNTHETIC, training site, held-out split)"] = summarise(r, True)
+    for site in [s for s in TRAIN_SITES if s in report["weights_trained_on"]]:
+        ds = task.build_dataset(site, "test")
+        r = task.evaluate(model.net, Subset(ds, range(min(args.site_n, len(ds)))))  # type: ignore[arg-type]
+        report["results"][f"{site} test (SYNTHETIC, training site, first {args.site_n} held-out slices)"] = summarise(r, True)
         print(site, json.dumps({k: round(v, 3) for k, v in r.metrics.items()}), flush=True)
 
     # timing through the public predict (validation + resampling + 2 forward passes), native matrices
@@ -123,15 +133,20 @@ def main(argv: list[str] | None = None) -> int:
     for site in ("synth-x", "synth-a"):
         slices = [site_slice(site, "test", i) for i in range(args.timing_slices)]
         model.predict(slices[0].hu, slices[0].spacing_mm)        # warm-up
-        ts = []
+        ts, cs = [], []
         for s in slices:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             model.predict(s.hu, s.spacing_mm)
             ts.append(time.perf_counter() - t)
-        times[f"{site} ({slices[0].hu.shape[0]}x{slices[0].hu.shape[1]} px) median s/slice"] = round(float(np.median(ts)), 4)
-        times[f"{site} p90 s/slice"] = round(float(np.percentile(ts, 90)), 4)
+            cs.append(time.process_time() - c)
+        shape = f"{slices[0].hu.shape[0]}x{slices[0].hu.shape[1]} px"
+        times[f"{site} ({shape}) median CPU s/slice"] = round(float(np.median(cs)), 4)
+        times[f"{site} ({shape}) median wall s/slice (shared, loaded machine)"] = round(float(np.median(ts)), 4)
+        times[f"{site} ({shape}) p90 wall s/slice"] = round(float(np.percentile(ts, 90)), 4)
     report["results"]["inference time (CPU)"] = times
-    worst = max(v for k, v in times.items() if "median" in k)
+    # Several jobs share this 2-core machine while benchmarks run, so wall time includes waiting for the CPU;
+    # the process CPU time is what one slice costs on a free core. Both are reported; the target uses CPU time.
+    worst = max(v for k, v in times.items() if "median CPU" in k)
 
     sx = report["results"]["synth-x (unseen SYNTHETIC site)"]["metrics"]
     for k, rule in TARGETS["synth-x"].items():
@@ -140,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     if cq_key:
         v = report["results"][cq_key]["metrics"]["shift_abs_error_mm"]
         report["targets"]["cq500-warp shift_abs_error_mm <= 1.5"] = {"value": v, "met": check(v, TARGETS["cq500-warp"]["shift_abs_error_mm"])}
-    report["targets"]["inference s/slice <= 0.15 (worst median)"] = {"value": worst, "met": check(worst, TARGETS["time"]["s_per_slice"])}
+    report["targets"]["inference CPU s/slice <= 0.15 (worst median, 1 thread)"] = {"value": worst, "met": check(worst, TARGETS["time"]["s_per_slice"])}
     report["benchmark_wall_s"] = round(time.perf_counter() - t0, 1)
 
     args.out.mkdir(parents=True, exist_ok=True)
