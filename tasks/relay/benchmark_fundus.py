@@ -115,12 +115,20 @@ def main() -> int:
                    baselines=p["baselines"], **common)
     order_res = None
     if p["order_study"]:
+        import itertools
+        import statistics
+
         runs = [r for r in res["runs"] if r["strategy"] != "naive"] or res["runs"]
         best = max(runs, key=lambda r: r["final_avg"])["strategy"]
-        order_res = simulate("fundus-vessels", SITES, args.out / args.preset / "orders", strategies=[best], orders="all",
+        others = [list(o) for o in itertools.permutations(SITES) if list(o) != SITES]
+        order_res = simulate("fundus-vessels", SITES, args.out / args.preset / "orders", strategies=[best], orders=others,
                              baselines="none", **common)
-        res["order_study"] = order_res["order_study"]
-        res["runs"] += [r for r in order_res["runs"] if r["order"] != SITES]
+        res["runs"] += order_res["runs"]
+        finals = [r["final_avg"] for r in res["runs"] if r["strategy"] == best]
+        res["order_study"] = {best: {"n_orders": len(finals), "final_avg_mean": statistics.fmean(finals),
+                                     "final_avg_std": statistics.stdev(finals), "final_avg_min": min(finals),
+                                     "final_avg_max": max(finals)}}
+        order_res = res
     wall = time.perf_counter() - t0
     targets = check_targets(res, order_res, wall)
     name = args.name or ("relay_fundus" if args.preset != "smoke" else "relay_fundus_smoke")

@@ -81,3 +81,17 @@ def test_cli_relay_round(toy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
                  "--opt", "mode=weird"]) == 2
     assert main(["relay", "train", str(tmp_path / "m.safetensors"), "--data", "a", "--site", "a", "--out", str(tmp_path / "y")]) == 2
     assert "not a medzoo relay baton" in capsys.readouterr().err
+
+
+def test_cli_simulate_and_strategies(toy, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    from medzoo.cli.main import main
+
+    assert main(["relay", "strategies"]) == 0
+    assert "merge = second-half" in capsys.readouterr().out
+    args = ["relay", "simulate", "--task", toy.spec.name, "--sites", "a,b", "--strategy", "ewc", "--baselines", "none",
+            "--epochs", "1", "--out", str(tmp_path / "sim")]
+    assert main([*args, "--opt", "ewc.lam=10", "--opt", "ewc.max_batches=1"]) == 0
+    out = capsys.readouterr().out
+    assert "SYNTHETIC ewc [a -> b]" in out and (tmp_path / "sim" / "relay_report.md").is_file()
+    assert main([*args, "--opt", "ewc.nonsense=1"]) == 2
+    assert "unknown option" in capsys.readouterr().err
