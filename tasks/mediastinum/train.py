@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import common  # noqa: F401  (sets sys.path for a source checkout)
-from common import BATCH_SIZE, EPOCHS, LR, ROOT, SEED, STRATEGY, THREADS, TRAIN_SITES, UNSEEN_SITE, machine
+from common import BATCH_SIZE, EPOCHS, LR, ROOT, SEED, STRATEGY, STRATEGY_OPTS, THREADS, TRAIN_SITES, UNSEEN_SITE, machine
 
 
 def main() -> int:
@@ -42,7 +42,8 @@ def main() -> int:
     work = args.work or Path(tempfile.mkdtemp(prefix="mediastinum-relay-"))
     work.mkdir(parents=True, exist_ok=True)
     t0, c0 = time.perf_counter(), time.process_time()
-    baton = api.start("mediastinum", work / "0-start.baton", strategy=args.strategy, overwrite=True)
+    opts = STRATEGY_OPTS if args.strategy == STRATEGY else {}
+    baton = api.start("mediastinum", work / "0-start.baton", strategy=args.strategy, overwrite=True, **opts)
     for i, site in enumerate(args.sites, start=1):
         print(f"[{time.perf_counter() - t0:6.0f}s] site {i}/{len(args.sites)}: {site} (SYNTHETIC)", flush=True)
         nxt = api.train(baton, site, site=site, out=work / f"{i}-{site}.baton", epochs=args.epochs,

@@ -213,3 +213,19 @@ def test_protocol_conformance(task: mediastinum.MediastinumTask) -> None:
     res = task.evaluate(task.build_model(), torch.utils.data.Subset(ds, range(5)))
     assert set(res.per_sample) >= {"correct", "p_true"} and len(res.per_sample["p_true"]) == 5
     assert len(res.ids) == 5 and res.ids[0] == "synth-a/test/0000"
+
+
+def test_input_modes_and_windows() -> None:
+    from medzoo.tasks.mediastinum.preprocess import Preprocess, crop_hu, to_channels
+
+    assert {m: Preprocess(mode=m).channels for m in ("windows", "slices", "slices+windows", "slices+soft")} == {
+        "windows": 3, "slices": 3, "slices+windows": 9, "slices+soft": 9}
+    with pytest.raises(ValueError, match="unknown input mode"):
+        Preprocess(mode="3d")  # type: ignore[arg-type]
+    case = generate_case(CLEAN, 0, label="cyst")
+    cfg = Preprocess()
+    hu = crop_hu(case.volume, case.spacing, case.bbox, cfg)
+    assert hu.shape == (3, 64, 64) and abs(float(np.median(hu[1, 28:36, 28:36])) - 10) < 15  # fluid at the centre
+    ch = to_channels(hu, cfg)
+    assert ch.shape == (9, 64, 64) and 0 <= ch.min() and ch.max() <= 1
+    np.testing.assert_allclose(ch[3], np.clip((hu[1] + 160) / 400, 0, 1), atol=1e-6)  # plane 1, mediastinal window

@@ -33,6 +33,8 @@ from medzoo.tasks.mediastinum.preprocess import Preprocess, box_from_inputs, cen
 from medzoo.tasks.mediastinum.volume_io import read_volume
 
 MARGIN = 10  # extra pixels cached around the crop so augmentation can shift/rotate without running out
+AUG_HU_OFFSET = 10.0  # +/- HU calibration jitter (training sites span -10..+8 HU; more blurs fluid vs soft tissue)
+AUG_NOISE_HU = 12.0  # up to this much extra noise
 REQUIRED_COLUMNS = ("case", "file", "label", "z0", "y0", "x0", "z1", "y1", "x1")
 
 
@@ -63,8 +65,8 @@ def _acquisition_jitter(hwc: np.ndarray, rng: np.random.Generator) -> np.ndarray
         hwc = cv2.GaussianBlur(hwc, (0, 0), rng.uniform(0.3, 0.9)).reshape(hwc.shape)
     elif u < 0.7:
         hwc = hwc + rng.uniform(0.2, 1.2) * (hwc - cv2.GaussianBlur(hwc, (0, 0), 0.8).reshape(hwc.shape))
-    noise = rng.uniform(0, 20) * rng.standard_normal(hwc.shape).astype(np.float32)
-    return (hwc + rng.uniform(-20, 20) + noise).astype(np.float32)
+    noise = rng.uniform(0, AUG_NOISE_HU) * rng.standard_normal(hwc.shape).astype(np.float32)
+    return (hwc + rng.uniform(-AUG_HU_OFFSET, AUG_HU_OFFSET) + noise).astype(np.float32)
 
 
 class _CropDataset(Dataset[dict[str, Any]]):
