@@ -60,6 +60,23 @@ BUDGETS: dict[str, Budget] = {
 }
 
 
+class CachedDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
+    """Keeps each item after its first read: test splits are fixed, and some tasks generate or decode every item
+    on access (synthetic sites, large images), which would otherwise repeat for every cell of ``R``."""
+
+    def __init__(self, ds: Any) -> None:
+        self.ds = ds
+        self.items: dict[int, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int) -> Any:
+        if i not in self.items:
+            self.items[i] = self.ds[i]
+        return self.items[i]
+
+
 def _eval(task: Task, net: nn.Module, ds: Any, device: str) -> tuple[float, list[float]]:
     res = task.evaluate(net, ds, device=device)
     key = task.spec.primary_metric
@@ -109,7 +126,7 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
     net0 = task.build_model(weights=init) if init is not None else task.build_model()
     init_path = save_model(task, net0, out / "init.safetensors", meta={"note": "initial weights of the simulation"})
     all_sites = list(dict.fromkeys([*sites, *external]))
-    test = {s: api.subset(task.build_dataset(s, "test"), b.max_test, seed) for s in all_sites}
+    test = {s: CachedDataset(api.subset(task.build_dataset(s, "test"), b.max_test, seed)) for s in all_sites}
     train = {s: api.subset(task.build_dataset(s, "train", augment=True), b.max_train, seed) for s in sites}
     init_scores = {s: _eval(task, net0, test[s], device)[0] for s in all_sites}
     cfg = TrainConfig(epochs=b.epochs, batch_size=b.batch_size, lr=b.lr, seed=seed)
