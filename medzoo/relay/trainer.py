@@ -32,7 +32,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -264,7 +264,3 @@ def train_site(
     return {"loss": last, "steps": float(step), "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
             "resumed_from_epoch": float(resumed_from), "completed": float(completed)}
 
-
-def hook_state_names(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    """``state`` with every key prefixed (``"strategy/" + key``), as the baton stores it."""
-    return {f"{prefix}{k}": v for k, v in state.items()}

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from medzoo.core import SiteContext, StepOutput, Task
-from medzoo.relay.strategies.base import Strategy, float_state, iterate_batches
+from medzoo.relay.strategies.base import Strategy, iterate_batches
 
 
 class QuadraticPenalty:
@@ -150,4 +150,4 @@ class EWC(ImportanceStrategy):
                                max_batches=s.max_batches)
 
 
-__all__ = ["EWC", "EWCSettings", "ImportanceStrategy", "QuadraticPenalty", "fisher_diagonal", "float_state"]
+__all__ = ["EWC", "EWCSettings", "ImportanceStrategy", "QuadraticPenalty", "fisher_diagonal"]
