@@ -7,7 +7,7 @@ Measures, on held-out SYNTHETIC test cases:
 * the shipped relay weights (weights/mediastinum.safetensors, from train.py) on the unseen-acquisition site
   synth-x and on each training site;
 * baselines trained here with the same loop, sites, epochs and seed: pooled central training (all sites' data
-  in one place, the same number of sample visits) and naive sequential fine-tuning (and LwF, for reference),
+  in one place, the same number of sample visits) and naive sequential fine-tuning,
   with the synth-x macro AUROC after each site;
 * bootstrap 95% CIs over cases, and a paired bootstrap of (relay - pooled) on synth-x;
 * the preprocessing ablation that chose the input channels (pooled training per input mode);
@@ -50,9 +50,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--epochs", type=int, default=EPOCHS)
     ap.add_argument("--no-ablation", action="store_true", help="skip the preprocessing ablation")
-    ap.add_argument("--lwf", action="store_true", help="also train the LwF baseline")
     ap.add_argument("--smoke", type=int, default=0, help="use only this many cases per site (a quick check of the script)")
     ap.add_argument("--relay-model", type=Path, default=None, help="evaluate this model file instead of the shipped weights")
+    ap.add_argument("--part", choices=("all", "pooled", "naive", "report"), default="all",
+                    help="run one part in its own process: 'pooled' and 'naive' train and save their models to --work, "
+                         "'report' waits for them (and for fresh shipped weights) and writes the benchmark")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/medzoo-mediastinum-bench"))
     ap.add_argument("--ablation-epochs", type=int, default=6, help="epochs of each ablation run (pooled)")
     ap.add_argument("--wait-weights", type=float, default=0, help="minutes to wait for train.py to write fresh weights")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks")
@@ -80,8 +83,10 @@ def main() -> int:
     from medzoo.tasks.mediastinum.dataset import SyntheticSite
 
     n = args.smoke or None
-    train = {s: SyntheticSite(s, "train", task.preprocess, augment=True, n=n) for s in TRAIN_SITES}
-    tests = {s: SyntheticSite(s, "test", task.preprocess, n=n) for s in (UNSEEN_SITE, *TRAIN_SITES)}
+    need_train = args.part in ("all", "pooled", "naive") or not args.no_ablation
+    need_test = args.part in ("all", "report")
+    train = {s: SyntheticSite(s, "train", task.preprocess, augment=True, n=n) for s in TRAIN_SITES} if need_train else {}
+    tests = {s: SyntheticSite(s, "test", task.preprocess, n=n) for s in (UNSEEN_SITE, *TRAIN_SITES)} if need_test else {}
     t0 = time.perf_counter()
     for d in (*train.values(), *tests.values()):
         for i in range(len(d)):  # type: ignore[arg-type]
@@ -110,26 +115,35 @@ def main() -> int:
     # -- baselines -----------------------------------------------------------------------------------------
     torch.manual_seed(SEED)
     init = task.build_model()
-    t0 = time.process_time()
-    pooled = copy.deepcopy(init)
-    train_site(task, pooled, ConcatDataset(list(train.values())), cfg, site_name="pooled", progress=False)
-    costs["pooled"] = time.process_time() - t0
-    results["pooled central"] = measure(pooled)
-    log(f"pooled: synth-x AUROC {results['pooled central'][UNSEEN_SITE]['auroc_macro']}")
-
+    args.work.mkdir(parents=True, exist_ok=True)
     trajectories: dict[str, list[float]] = {}
-    for name in ("naive", "lwf") if args.lwf else ("naive",):
-        net, strat, n_seen, traj = copy.deepcopy(init), make_strategy(name), 0, []
+    if args.part in ("all", "pooled"):
+        t0 = time.process_time()
+        pooled = copy.deepcopy(init)
+        train_site(task, pooled, ConcatDataset(list(train.values())), cfg, site_name="pooled", progress=False)
+        task.wrap(pooled, {"cpu_s": time.process_time() - t0}).save(args.work / "pooled.safetensors")
+        log("pooled: trained")
+    if args.part in ("all", "naive"):
+        net, strat, n_seen = copy.deepcopy(init), make_strategy("naive"), 0
         t0 = time.process_time()
         for i, s in enumerate(TRAIN_SITES):
             train_site(task, net, train[s], cfg, hooks=[strat], site_name=s, site_index=i, n_seen=n_seen, progress=False)
             n_seen += len(train[s])  # type: ignore[arg-type]
-            traj.append(round(task.evaluate(net, tests[UNSEEN_SITE]).metrics["auroc_macro"], 4))
-        costs[name] = time.process_time() - t0
-        trajectories[name] = traj
-        label = "naive sequential" if name == "naive" else "LwF sequential"
-        results[label] = measure(net)
-        log(f"{name}: synth-x AUROC {results[label][UNSEEN_SITE]['auroc_macro']} (after each site: {traj})")
+            task.wrap(net, {"cpu_s": time.process_time() - t0}).save(args.work / f"naive-{i + 1}.safetensors")
+        log("naive: trained")
+    if args.part in ("pooled", "naive"):
+        return 0
+    last = args.work / f"naive-{len(TRAIN_SITES)}.safetensors"
+    while not ((args.work / "pooled.safetensors").exists() and last.exists()):
+        time.sleep(20)
+    time.sleep(5)
+    for name, f in (("pooled central", "pooled.safetensors"), ("naive sequential", last.name)):
+        tm = mediastinum.load(args.work / f)
+        results[name] = measure(tm.net)
+        costs[name.split()[0]] = float(tm.meta.get("cpu_s", float("nan")))
+        log(f"{name}: synth-x AUROC {results[name][UNSEEN_SITE]['auroc_macro']}")
+    trajectories["naive"] = [round(task.evaluate(mediastinum.load(args.work / f"naive-{i + 1}.safetensors").net,
+                                                 tests[UNSEEN_SITE]).metrics["auroc_macro"], 4) for i in range(len(TRAIN_SITES))]
 
     # -- shipped relay weights (train.py may still be running: --wait-weights polls for a fresh card) ----------
     card_path = ROOT / "weights" / "mediastinum.json"
@@ -190,7 +204,7 @@ def main() -> int:
         out = {
             "benchmark": "mediastinum", "synthetic": True,
             "note": "SYNTHETIC data only: procedurally generated chest-CT-like volumes; no patient data.",
-            "command": "nice -n 10 python tasks/mediastinum/benchmark.py" + (" --lwf" if args.lwf else ""),
+            "command": "nice -n 10 python tasks/mediastinum/benchmark.py" + (""),
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
             "setup": {"train_sites": list(TRAIN_SITES), "unseen_site": UNSEEN_SITE, "epochs_per_site": args.epochs,
                       "batch_size": BATCH_SIZE, "lr": LR, "seed": SEED, "input_mode": task.preprocess.mode,
