@@ -25,12 +25,13 @@ def machine() -> dict[str, Any]:
 
 
 def publish(name: str, results: dict[str, Any], out_dir: Path, extra: dict[str, Any] | None = None,
-            extra_md: str = "") -> tuple[Path, Path]:
-    """Write docs/benchmarks/<name>.json and .md from a simulation's results (plus provenance)."""
+            extra_md: str = "", command: str | None = None) -> tuple[Path, Path]:
+    """Write docs/benchmarks/<name>.json and .md from a simulation's results (plus provenance); ``command`` is
+    the command that produced ``results`` (default: this process's command line)."""
     from medzoo.io import atomic_write_bytes, atomic_write_json
     from medzoo.relay.report import markdown
 
-    prov = {"command": " ".join(shlex.quote(a) for a in [sys.executable.split("/")[-1], *sys.argv]),
+    prov = {"command": command or " ".join(shlex.quote(a) for a in [sys.executable.split("/")[-1], *sys.argv]),
             "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
             "run_folder": str(out_dir)}
     doc = {"benchmark": name, "provenance": prov, **(extra or {}), "results": results}
