@@ -178,7 +178,8 @@ def train_site(
     if distributed:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        net = DDP(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+        cuda_ids = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else None
+        net = DDP(model, device_ids=cuda_ids)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     total = max(1, config.epochs * len(loader))
