@@ -81,6 +81,25 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def reseed_dataset(ds: Any, seed: int, _depth: int = 0) -> None:
+    """Reseed a dataset's own random generators, so an epoch's augmentations depend only on ``seed``.
+
+    Calls ``ds.set_seed(seed)`` when the dataset has it; otherwise reseeds attributes that carry their own
+    generator (albumentations pipelines: ``set_random_seed``), and recurses into ``Subset``/``ConcatDataset``.
+    """
+    if _depth > 3 or ds is None:
+        return
+    if callable(getattr(ds, "set_seed", None)):
+        ds.set_seed(seed)
+        return
+    for child in (getattr(ds, "dataset", None), *getattr(ds, "datasets", ())):
+        if isinstance(child, Dataset):
+            reseed_dataset(child, seed, _depth + 1)
+    for v in getattr(ds, "__dict__", {}).values():
+        if callable(getattr(v, "set_random_seed", None)) and not isinstance(v, type):
+            v.set_random_seed(seed)
+
+
 def epoch_seed(seed: int, epoch: int) -> int:
     """The seed of one epoch: a function of (seed, epoch) only, so a resumed run replays the same stream."""
     return (seed * 1_000_003 + 7_919 * (epoch + 1)) % (2**31 - 1)
@@ -217,6 +236,7 @@ def train_site(
             break
         es = epoch_seed(config.seed, epoch)
         seed_everything(es)
+        reseed_dataset(dataset, es)
         gen.manual_seed(es)
         if sampler is not None:
             sampler.set_epoch(epoch)
