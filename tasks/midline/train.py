@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     task = get_task("midline")
     tm = load_model(exported, expect_task="midline")
     metrics: dict[str, dict[str, float]] = {}
-    for site in (*sites, "synth-x"):
+    for site in ("synth-x", *sites):          # the unseen site first: `medzoo list` shows the first entry
         test = task.build_dataset(site, "test")
         if args.eval_n:
             test = Subset(test, range(min(args.eval_n, len(test))))  # type: ignore[arg-type]
