@@ -105,8 +105,7 @@ def main() -> int:
                 out[s]["per_class"] = {c: {k: round(m[f"{k}_{c}"], 4) for k in ("auroc", "sens", "spec")}
                                        for c in task.spec.classes}
                 out[s]["confusion"] = confusion_matrix(p, t)
-                out[s]["_probs"] = p
-        out["_targets"] = t
+                out[s]["_probs"], out[s]["_targets"] = p, t
         return out
 
     results: dict[str, Any] = {}
@@ -154,7 +153,7 @@ def main() -> int:
     results["relay (shipped weights)"] = measure(clf.net)
     log(f"relay (shipped): synth-x AUROC {results['relay (shipped weights)'][UNSEEN_SITE]['auroc_macro']}")
 
-    tgt = results["pooled central"]["_targets"]
+    tgt = results["pooled central"][UNSEEN_SITE]["_targets"]
     relay_p = results["relay (shipped weights)"][UNSEEN_SITE]["_probs"]
     pooled_p = results["pooled central"][UNSEEN_SITE]["_probs"]
     naive_p = results["naive sequential"][UNSEEN_SITE]["_probs"]
@@ -196,8 +195,8 @@ def main() -> int:
     card = json.loads(card_file.read_text()) if card_file.exists() and not args.relay_model else {"extra": {}, "training_cost": {}}
 
     def save() -> None:
-        clean = {name: {k: ({kk: vv for kk, vv in v.items() if kk != "_probs"} if isinstance(v, dict) else v)
-                        for k, v in r.items() if k != "_targets"} for name, r in results.items()}
+        clean = {name: {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")} for k, v in r.items()}
+                 for name, r in results.items()}
         relay_x = results["relay (shipped weights)"][UNSEEN_SITE]["auroc_macro"]
         pooled_x = results["pooled central"][UNSEEN_SITE]["auroc_macro"]
         naive_x = results["naive sequential"][UNSEEN_SITE]["auroc_macro"]

@@ -26,6 +26,8 @@ def main() -> int:
     ap.add_argument("--strategy", default=STRATEGY)
     ap.add_argument("--epochs", type=int, default=EPOCHS, help="epochs per site")
     ap.add_argument("--sites", nargs="+", default=list(TRAIN_SITES))
+    ap.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
+                    help="strategy setting (repeatable); default for the relay strategy: replay=False")
     ap.add_argument("--work", type=Path, default=None, help="keep the batons here (default: a temporary folder)")
     args = ap.parse_args()
 
@@ -42,7 +44,8 @@ def main() -> int:
     work = args.work or Path(tempfile.mkdtemp(prefix="mediastinum-relay-"))
     work.mkdir(parents=True, exist_ok=True)
     t0, c0 = time.perf_counter(), time.process_time()
-    opts = STRATEGY_OPTS if args.strategy == STRATEGY else {}
+    opts = dict(STRATEGY_OPTS) if args.strategy == STRATEGY else {}
+    opts.update(kv.split("=", 1) for kv in args.opt)
     baton = api.start("mediastinum", work / "0-start.baton", strategy=args.strategy, overwrite=True, **opts)
     for i, site in enumerate(args.sites, start=1):
         print(f"[{time.perf_counter() - t0:6.0f}s] site {i}/{len(args.sites)}: {site} (SYNTHETIC)", flush=True)

@@ -229,3 +229,19 @@ def test_input_modes_and_windows() -> None:
     ch = to_channels(hu, cfg)
     assert ch.shape == (9, 64, 64) and 0 <= ch.min() and ch.max() <= 1
     np.testing.assert_allclose(ch[3], np.clip((hu[1] + 160) / 400, 0, 1), atol=1e-6)  # plane 1, mediastinal window
+
+
+def test_shipped_weights_card_and_predict() -> None:
+    from medzoo.weights import WeightsError, get_weights
+
+    try:
+        card = get_weights("mediastinum")
+    except WeightsError:
+        pytest.skip("weights/mediastinum.* not shipped in this checkout")
+    assert card.synthetic and card.summary.startswith("SYNTHETIC") and len(card.sites) >= 3
+    assert card.classes == list(CLASSES) and all("SYNTHETIC" in k for k in card.metrics)
+    clf = mediastinum.pretrained()
+    assert clf.net.architecture() == card.architecture
+    case = generate_case("synth-x", 12345)
+    res = clf.predict(case.volume, spacing_mm=case.spacing, bbox=case.bbox)
+    assert res.synthetic and sum(res.probabilities.values()) == pytest.approx(1.0, abs=1e-9)
