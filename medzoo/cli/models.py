@@ -55,10 +55,16 @@ def _add_input_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mask", type=Path, help="lesion mask file (mediastinum)")
     g.add_argument("--slice-index", type=int, help="axial slice of a volume (midline)")
     g.add_argument("--threshold", type=float, help="probability threshold (segmentation)")
+    g.add_argument("--window", type=float, nargs=2, metavar=("CENTRE", "WIDTH"),
+                   help="the input is a 0..255 image displayed with this HU window; it is mapped back to HU (CT tasks)")
+    g.add_argument("--assume-hu", action="store_true", default=None,
+                   help="accept an input whose values do not look like Hounsfield units as HU anyway (CT tasks)")
 
 
 def _input_options(args: argparse.Namespace) -> dict[str, Any]:
-    opts = {k: getattr(args, k) for k in ("spacing", "bbox", "mask", "slice_index", "threshold")}
+    opts = {k: getattr(args, k) for k in ("spacing", "bbox", "mask", "slice_index", "threshold", "window", "assume_hu")}
+    if opts["window"] is not None:
+        opts["window"] = tuple(opts["window"])
     return {k: v for k, v in opts.items() if v is not None}
 
 
