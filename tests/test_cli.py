@@ -1,0 +1,108 @@
+"""The command line as a user runs it: list, synth -> predict, evaluate on a user folder, bad input.
+
+Inputs are made on the fly (synthetic arrays, or a built-in synthetic site written by `medzoo synth`);
+no research data is copied into the repository."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import medzoo
+from medzoo.cli.main import main
+from medzoo.weights import list_weights
+
+SHIPPED = {w.name for w in list_weights()}
+
+
+def _fundus_like(path: Path, seed: int = 0, size: tuple[int, int] = (96, 112)) -> Path:
+    """A fundus-shaped RGB image (orange disc on black, a few dark lines); not a real photograph."""
+    h, w = size
+    img = np.zeros((h, w, 3), np.uint8)
+    cv2.circle(img, (w // 2, h // 2), min(h, w) // 2 - 2, (40, 80, 180), -1)  # BGR
+    rng = np.random.default_rng(seed)
+    for _ in range(4):
+        p1, p2 = rng.integers(10, min(h, w) - 10, 2), rng.integers(10, min(h, w) - 10, 2)
+        cv2.line(img, tuple(int(v) for v in p1), tuple(int(v) for v in p2), (20, 30, 90), 2)
+    assert cv2.imwrite(str(path), img)
+    return path
+
+
+def test_version_and_list(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("medzoo ")
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in SHIPPED:
+        assert name in out
+    for w in list_weights():
+        if w.synthetic:
+            assert f"{w.name}" in out and "SYNTHETIC" in out
+
+
+@pytest.mark.skipif("fundus-vessels" not in SHIPPED, reason="fundus-vessels weights not shipped")
+def test_predict_fundus_writes_mask_and_overlay(tmp_path: Path) -> None:
+    img = _fundus_like(tmp_path / "eye.png")
+    assert main(["predict", "fundus-vessels", str(img), "--out", str(tmp_path / "out")]) == 0
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert any("mask" in n for n in written) and any("overlay" in n for n in written), written
+    mask = cv2.imread(str(next((tmp_path / "out").glob("*mask*.png"))), cv2.IMREAD_UNCHANGED)
+    assert mask.shape[:2] == (96, 112)
+
+
+def test_predict_bad_input_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    code = main(["predict", "fundus-vessels", str(bad), "--out", str(tmp_path / "out")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "broken.png" in err and "error" in err
+    assert not any((tmp_path / "out").glob("*.png")) if (tmp_path / "out").exists() else True
+
+
+def test_evaluate_on_a_user_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    if "fundus-vessels" not in SHIPPED:
+        pytest.skip("fundus-vessels weights not shipped")
+    for sub in ("images", "masks"):
+        (tmp_path / "site" / sub).mkdir(parents=True)
+    for i in range(2):
+        _fundus_like(tmp_path / "site" / "images" / f"{i:02d}.png", seed=i)
+        m = np.zeros((96, 112), np.uint8)
+        m[40:44, 10:100] = 255
+        cv2.imwrite(str(tmp_path / "site" / "masks" / f"{i:02d}_manual.png"), m)
+    out_json = tmp_path / "m.json"
+    assert main(["evaluate", "fundus-vessels", "--data", str(tmp_path / "site"), "--split", "all", "--json", str(out_json)]) == 0
+    res = json.loads(out_json.read_text())
+    assert 0.0 <= res["metrics"]["dice"] <= 1.0 and len(res["ids"]) == 2
+    # a mask without an image is refused, naming the file
+    cv2.imwrite(str(tmp_path / "site" / "masks" / "99_manual.png"), m)
+    assert main(["evaluate", "fundus-vessels", "--data", str(tmp_path / "site")]) == 2
+    assert "99_manual" in capsys.readouterr().err
+
+
+@pytest.mark.skipif("midline" not in SHIPPED, reason="midline weights not shipped")
+def test_synth_then_predict_midline(tmp_path: Path) -> None:
+    assert main(["synth", "midline", "--site", "synth-a", "--split", "test", "--n", "2", "--out", str(tmp_path / "site")]) == 0
+    files = sorted(p for p in (tmp_path / "site").rglob("*.nii*"))
+    assert len(files) == 2
+    assert main(["predict", "midline", str(files[0]), "--out", str(tmp_path / "pred")]) == 0
+    js = next((tmp_path / "pred").glob("*.json"))
+    payload = json.loads(js.read_text())
+    assert "shift" in json.dumps(payload).lower()
+
+
+def test_synth_refuses_a_real_data_task(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["synth", "fundus-vessels", "--site", "drive", "--out", str(tmp_path)]) == 2
+    assert "no synthetic sites" in capsys.readouterr().err
+
+
+def test_console_script_help_is_fast() -> None:
+    out = subprocess.run([sys.executable, "-m", "medzoo", "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "relay" in out.stdout and "predict" in out.stdout
+    assert medzoo.__version__
