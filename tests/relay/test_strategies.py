@@ -67,7 +67,7 @@ def test_distillation_regulariser_without_trainer(toy) -> None:  # type: ignore[
     assert torch.is_tensor(zero) and float(zero) == 0.0  # a tensor, never a plain 0, when no teacher yet
     net.eval()  # the teacher runs in eval mode; compare like with like
     reg.set_teacher(net)
-    assert float(reg(batch, toy.step(net, batch))) == pytest.approx(0.0, abs=1e-6)  # student == teacher
+    assert float(reg(batch, toy.step(net, batch)).detach()) == pytest.approx(0.0, abs=1e-6)  # student == teacher
     other = copy.deepcopy(net)
     with torch.no_grad():
         other.fc.weight.mul_(-3)
