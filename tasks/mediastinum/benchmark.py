@@ -52,6 +52,8 @@ def main() -> int:
     ap.add_argument("--no-ablation", action="store_true", help="skip the preprocessing ablation")
     ap.add_argument("--smoke", type=int, default=0, help="use only this many cases per site (a quick check of the script)")
     ap.add_argument("--relay-model", type=Path, default=None, help="evaluate this model file instead of the shipped weights")
+    ap.add_argument("--extra-model", action="append", default=[], metavar="NAME=PATH",
+                    help="also measure this model file (e.g. a relay run with another strategy); repeatable")
     ap.add_argument("--part", choices=("all", "pooled", "naive", "report"), default="all",
                     help="run one part in its own process: 'pooled' and 'naive' train and save their models to --work, "
                          "'report' waits for them (and for fresh shipped weights) and writes the benchmark")
@@ -147,11 +149,22 @@ def main() -> int:
     # -- shipped relay weights (train.py may still be running: --wait-weights polls for a fresh card) ----------
     card_path = ROOT / "weights" / "mediastinum.json"
     deadline = time.time() + 60 * args.wait_weights
-    while args.wait_weights and (not card_path.exists() or card_path.stat().st_mtime < started_at) and time.time() < deadline:
+    while (args.wait_weights and not args.relay_model and (not card_path.exists() or card_path.stat().st_mtime < started_at)
+           and time.time() < deadline):
         time.sleep(20)
+    waits = [args.relay_model] if args.relay_model else []
+    waits += [Path(e.split("=", 1)[1]) for e in args.extra_model]
+    while args.wait_weights and not all(w.exists() for w in waits) and time.time() < deadline:
+        time.sleep(20)
+    time.sleep(5)
     clf = mediastinum.load(args.relay_model) if args.relay_model else mediastinum.pretrained()
     results["relay (shipped weights)"] = measure(clf.net)
     log(f"relay (shipped): synth-x AUROC {results['relay (shipped weights)'][UNSEEN_SITE]['auroc_macro']}")
+
+    for spec in args.extra_model:
+        name, path = spec.split("=", 1)
+        results[name] = measure(mediastinum.load(path).net)
+        log(f"{name}: synth-x AUROC {results[name][UNSEEN_SITE]['auroc_macro']}")
 
     tgt = results["pooled central"][UNSEEN_SITE]["_targets"]
     relay_p = results["relay (shipped weights)"][UNSEEN_SITE]["_probs"]
@@ -192,7 +205,9 @@ def main() -> int:
     # -- report (written now, and again after the ablation) --------------------------------------------------
     ablation: dict[str, Any] = {}
     card_file = ROOT / "weights" / "mediastinum.json"
-    card = json.loads(card_file.read_text()) if card_file.exists() and not args.relay_model else {"extra": {}, "training_cost": {}}
+    if args.relay_model:
+        card_file = args.relay_model.with_suffix(".json")
+    card = json.loads(card_file.read_text()) if card_file.exists() else {"extra": {}, "training_cost": {}}
 
     def save() -> None:
         clean = {name: {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")} for k, v in r.items()}
@@ -203,7 +218,7 @@ def main() -> int:
         out = {
             "benchmark": "mediastinum", "synthetic": True,
             "note": "SYNTHETIC data only: procedurally generated chest-CT-like volumes; no patient data.",
-            "command": "nice -n 10 python tasks/mediastinum/benchmark.py" + (""),
+            "command": "nice -n 10 python tasks/mediastinum/benchmark.py" + (" --relay-model weights/mediastinum.safetensors" if args.relay_model else "") + "".join(f" --extra-model '{e}'" for e in args.extra_model),
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
             "setup": {"train_sites": list(TRAIN_SITES), "unseen_site": UNSEEN_SITE, "epochs_per_site": args.epochs,
                       "batch_size": BATCH_SIZE, "lr": LR, "seed": SEED, "input_mode": task.preprocess.mode,
