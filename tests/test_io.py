@@ -89,3 +89,15 @@ def test_atomic_path_leaves_nothing_on_error(tmp_path: Path) -> None:
             raise RuntimeError("killed")
     assert target.read_text().strip().startswith("{") and '"a": 1' in target.read_text()
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_atomic_files_get_normal_permissions(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    try:
+        p = atomic_write_json(tmp_path / "x.json", {})
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o644
