@@ -154,6 +154,7 @@ def main() -> int:
         time.sleep(20)
     waits = [args.relay_model] if args.relay_model else []
     waits += [Path(e.split("=", 1)[1]) for e in args.extra_model]
+    waits += [w.with_suffix(".json") for w in waits]  # train.py writes the card last
     while args.wait_weights and not all(w.exists() for w in waits) and time.time() < deadline:
         time.sleep(20)
     time.sleep(5)

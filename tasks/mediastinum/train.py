@@ -3,9 +3,10 @@
     nice -n 10 python tasks/mediastinum/train.py
 
 A relay over the SYNTHETIC sites synth-a -> synth-b -> synth-c through medzoo's relay API (the same baton files
-a hospital relay passes on: start, train at each site on that site's data only, export), with the ``relay``
-strategy (distillation from the arriving model + generative replay + sample-weighted merge). The exported
-model is saved in fp16 and measured on held-out test splits, including the unseen-acquisition site synth-x.
+a hospital relay passes on: start, train at each site on that site's data only, export), with the ``lwf``
+strategy (learning without forgetting: distillation from the arriving model). ``--strategy relay`` runs the
+relay strategy instead (distillation + sample-weighted merge; replay off). The exported model is saved in fp16
+and measured on held-out test splits, including the unseen-acquisition site synth-x.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 from pathlib import Path
 
 import common  # noqa: F401  (sets sys.path for a source checkout)
-from common import BATCH_SIZE, EPOCHS, LR, ROOT, SEED, STRATEGY, STRATEGY_OPTS, THREADS, TRAIN_SITES, UNSEEN_SITE, machine
+from common import BATCH_SIZE, EPOCHS, LR, RELAY_OPTS, ROOT, SEED, STRATEGY, THREADS, TRAIN_SITES, UNSEEN_SITE, machine
 
 
 def main() -> int:
@@ -27,7 +28,7 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=EPOCHS, help="epochs per site")
     ap.add_argument("--sites", nargs="+", default=list(TRAIN_SITES))
     ap.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
-                    help="strategy setting (repeatable); default for the relay strategy: replay=False")
+                    help="strategy setting (repeatable); the relay strategy gets replay=False unless given")
     ap.add_argument("--work", type=Path, default=None, help="keep the batons here (default: a temporary folder)")
     args = ap.parse_args()
 
@@ -44,7 +45,7 @@ def main() -> int:
     work = args.work or Path(tempfile.mkdtemp(prefix="mediastinum-relay-"))
     work.mkdir(parents=True, exist_ok=True)
     t0, c0 = time.perf_counter(), time.process_time()
-    opts = dict(STRATEGY_OPTS) if args.strategy == STRATEGY else {}
+    opts = dict(RELAY_OPTS) if args.strategy == "relay" else {}
     opts.update(kv.split("=", 1) for kv in args.opt)
     baton = api.start("mediastinum", work / "0-start.baton", strategy=args.strategy, overwrite=True, **opts)
     for i, site in enumerate(args.sites, start=1):
