@@ -29,7 +29,7 @@ SITES = ("synth-a", "synth-b", "synth-c", "synth-d")
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--epochs", type=int, nargs="+", default=[6, 4, 4, 4], help="epochs at each site (one value or one per site)")
+    ap.add_argument("--epochs", type=int, nargs="+", default=[12, 8, 8, 8], help="epochs at each site (one value or one per site)")
     ap.add_argument("--lr", type=float, nargs="+", default=[1.5e-3, 1e-3, 1e-3, 1e-3])
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--strategy", default="lwf")
