@@ -14,7 +14,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 TRAIN_SITES = ("synth-a", "synth-b", "synth-c")  # relay order; synth-c has few thymomas/teratomas
 UNSEEN_SITE = "synth-x"  # acquisition never seen in training; test only
-EPOCHS = 30  # per site (pooled: the same number of passes over the union, i.e. the same sample visits)
+EPOCHS = 60  # per site (pooled: the same number of passes over the union, i.e. the same sample visits)
 BATCH_SIZE = 32
 LR = 2e-3
 SEED = 0
