@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -181,3 +181,28 @@ def data_root(required: bool = True) -> Path | None:
         raise InputError("real data sets not found: set MEDZOO_DATA to the folder holding DRIVE/, STARE/, HRF/, "
                          f"Drishti-GS1/ (looked in {', '.join(str(c) for c in cands)})")
     return None
+
+
+def read_csv_table(folder: str | Path, name: str, required: Sequence[str], *, what: str = "a site folder") -> list[dict[str, str]]:
+    """Rows of ``folder/name`` (a CSV with a header; lines starting with ``#`` are comments), checked to exist,
+    be non-empty and hold the ``required`` columns.
+
+    Raises:
+        InputError: no such folder, no such file, no rows, or missing columns (the message names the file).
+    """
+    import csv
+
+    d = Path(folder)
+    if not d.is_dir():
+        raise InputError(f"no such folder (expected {what} holding {name})", d)
+    f = d / name
+    if not f.is_file():
+        raise InputError(f"no {name}; {what} needs {name} with columns {','.join(required)}", d)
+    with open(f, newline="") as fh:
+        rows = list(csv.DictReader(row for row in fh if not row.startswith("#")))
+    if not rows:
+        raise InputError(f"{name} has no rows", f)
+    missing = [c for c in required if c not in rows[0]]
+    if missing:
+        raise InputError(f"{name} lacks columns {missing} (needs {','.join(required)})", f)
+    return rows

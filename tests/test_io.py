@@ -101,3 +101,19 @@ def test_atomic_files_get_normal_permissions(tmp_path: Path) -> None:
     finally:
         os.umask(umask)
     assert stat.S_IMODE(p.stat().st_mode) == 0o644
+
+
+def test_read_csv_table_checks(tmp_path: Path) -> None:
+    from medzoo.io import read_csv_table
+
+    with pytest.raises(InputError, match="no such folder"):
+        read_csv_table(tmp_path / "nope", "t.csv", ["a"])
+    with pytest.raises(InputError, match="no t.csv"):
+        read_csv_table(tmp_path, "t.csv", ["a"])
+    (tmp_path / "t.csv").write_text("# comment\na,b\n")
+    with pytest.raises(InputError, match="no rows"):
+        read_csv_table(tmp_path, "t.csv", ["a"])
+    (tmp_path / "t.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(InputError, match=r"lacks columns \['c'\]"):
+        read_csv_table(tmp_path, "t.csv", ["a", "c"])
+    assert read_csv_table(tmp_path, "t.csv", ["a"]) == [{"a": "1", "b": "2"}]

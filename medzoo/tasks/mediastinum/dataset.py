@@ -17,7 +17,6 @@ from the local labels only).
 
 from __future__ import annotations
 
-import csv
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch
 from torch.utils.data import Dataset
 
 from medzoo.errors import InputError
+from medzoo.io import read_csv_table
 from medzoo.tasks.mediastinum.generator import CLASSES, SITES, case_seed, generate_case, site_labels
 from medzoo.tasks.mediastinum.preprocess import Preprocess, box_from_inputs, center_crop, check_volume, crop_hu, to_channels
 from medzoo.tasks.mediastinum.volume_io import read_volume
@@ -141,18 +141,8 @@ class SyntheticSite(_CropDataset):
 def read_labels(folder: str | Path) -> list[dict[str, str]]:
     """Rows of ``DIR/labels.csv``, checked: required columns, known labels, integer boxes, existing files."""
     d = Path(folder)
-    if not d.is_dir():
-        raise InputError("no such folder (expected a site folder holding labels.csv)", d)
     f = d / "labels.csv"
-    if not f.is_file():
-        raise InputError(f"no labels.csv; a site folder needs labels.csv with columns {','.join(REQUIRED_COLUMNS)}", d)
-    with open(f, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    if not rows:
-        raise InputError("labels.csv has no rows", f)
-    missing = [c for c in REQUIRED_COLUMNS if c not in rows[0]]
-    if missing:
-        raise InputError(f"labels.csv lacks columns {missing} (needs {','.join(REQUIRED_COLUMNS)})", f)
+    rows = read_csv_table(d, "labels.csv", REQUIRED_COLUMNS)
     for n, r in enumerate(rows, start=2):
         if r["label"] not in CLASSES:
             raise InputError(f"line {n}: unknown label {r['label']!r}; expected one of {', '.join(CLASSES)}", f)

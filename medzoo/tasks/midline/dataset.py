@@ -22,7 +22,6 @@ fixed hash of the file name puts 20% of the rows in ``test`` and the rest in ``t
 
 from __future__ import annotations
 
-import csv
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +32,7 @@ import torch
 from torch.utils.data import Dataset
 
 from medzoo.errors import InputError
+from medzoo.io import read_csv_table
 from medzoo.tasks.midline import preprocess as pp
 from medzoo.tasks.midline.generator import SITES, site_slice
 from medzoo.tasks.midline.geometry import midline_shift_mm
@@ -136,17 +136,7 @@ def _split_of(name: str) -> str:
 def read_landmarks_csv(root: Path) -> list[dict[str, str]]:
     """Rows of ``root/landmarks.csv``, checked for the required columns and existing files."""
     f = root / "landmarks.csv"
-    if not root.is_dir():
-        raise InputError("no such folder", root)
-    if not f.is_file():
-        raise InputError(f"folder has no landmarks.csv (columns: {', '.join(CSV_COLUMNS)} [, split])", root)
-    with open(f, newline="") as fh:
-        rows = list(csv.DictReader(row for row in fh if not row.startswith("#")))
-    if not rows:
-        raise InputError("landmarks.csv has no rows", f)
-    missing = [c for c in CSV_COLUMNS if c not in rows[0]]
-    if missing:
-        raise InputError(f"landmarks.csv lacks columns {missing}", f)
+    rows = read_csv_table(root, "landmarks.csv", CSV_COLUMNS)
     for k, r in enumerate(rows, start=2):
         if not (root / r["file"]).exists():
             raise InputError(f"line {k}: image file {r['file']!r} does not exist", f)
