@@ -73,3 +73,33 @@ def ship(task: Task, net: torch.nn.Module, out_dir: Path, *, name: str, card: di
         metrics=metrics, training_cost=cost, synthetic=False, **card)
     write_card(meta, out_dir)
     return meta
+
+
+def recipe_args(doc: str | None, *, name: str, epochs: int, batch_size: int) -> Any:
+    """A parser with the command-line options both fundus recipes take (defaults differ per recipe)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path("weights"))
+    ap.add_argument("--epochs", type=int, default=epochs)
+    ap.add_argument("--batch-size", type=int, default=batch_size)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ckpt", type=Path, default=Path(f"/tmp/{name}.ckpt.safetensors"))
+    ap.add_argument("--log", type=Path, default=None, help="append one JSON line per epoch here")
+    ap.add_argument("--init", type=Path, default=None, help="start from this checkpoint")
+    return ap
+
+
+def build_net(name: str, init: Path | None) -> tuple[Task, torch.nn.Module]:
+    """The task and a fresh network, or one loaded (strictly) from the ``init`` checkpoint."""
+    from medzoo import get_task
+    from medzoo.core import load_state_dict_strict, read_model_file
+
+    task = get_task(name)
+    net = task.build_model()
+    if init is not None:
+        _, _, _, state = read_model_file(init)
+        load_state_dict_strict(net, state, source=str(init))
+    return task, net

@@ -12,16 +12,14 @@ test images and writes the model card ``<out>/fundus-disc.json``.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from common import DATA_TERMS, command_line, ship, train
+from common import DATA_TERMS, build_net, command_line, recipe_args, ship, train
 
 import torch
 
-from medzoo import get_task
-from medzoo.core import load_model, load_state_dict_strict, read_model_file
+from medzoo.core import load_model
 from medzoo.relay.trainer import TrainConfig
 
 
@@ -32,24 +30,11 @@ def evaluate_file(path: Path) -> dict[str, dict[str, float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=Path("weights"))
-    ap.add_argument("--epochs", type=int, default=60)
-    ap.add_argument("--batch-size", type=int, default=4)
-    ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--ckpt", type=Path, default=Path("/tmp/fundus-disc.ckpt.safetensors"))
-    ap.add_argument("--log", type=Path, default=None, help="append one JSON line per epoch here")
-    ap.add_argument("--init", type=Path, default=None, help="start from this checkpoint")
+    ap = recipe_args(__doc__, name="fundus-disc", epochs=60, batch_size=4)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    task = get_task("fundus-disc")
-    net = task.build_model()
-    if args.init is not None:
-        _, _, _, state = read_model_file(args.init)
-        load_state_dict_strict(net, state, source=str(args.init))
+    task, net = build_net("fundus-disc", args.init)
     ds = task.build_dataset("drishti", "train", augment=True)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=1e-4,
                       warmup_steps=30, min_lr_ratio=0.02, seed=args.seed,

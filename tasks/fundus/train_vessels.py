@@ -12,17 +12,15 @@ every epoch (``--ckpt``); ``--init CKPT`` starts from one (a warm restart with a
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from common import DATA_TERMS, command_line, ship, train
+from common import DATA_TERMS, build_net, command_line, recipe_args, ship, train
 
 import torch
 from torch.utils.data import ConcatDataset
 
-from medzoo import get_task
-from medzoo.core import load_model, read_model_file, load_state_dict_strict
+from medzoo.core import load_model
 from medzoo.relay.trainer import TrainConfig
 
 SITES = ("drive", "stare", "hrf")
@@ -39,24 +37,11 @@ def evaluate_file(path: Path) -> dict[str, dict[str, float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=Path("weights"))
-    ap.add_argument("--epochs", type=int, default=16)
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--ckpt", type=Path, default=Path("/tmp/fundus-vessels.ckpt.safetensors"))
-    ap.add_argument("--log", type=Path, default=None, help="append one JSON line per epoch here")
-    ap.add_argument("--init", type=Path, default=None, help="start from this checkpoint")
+    ap = recipe_args(__doc__, name="fundus-vessels", epochs=16, batch_size=8)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    task = get_task("fundus-vessels")
-    net = task.build_model()
-    if args.init is not None:
-        _, _, _, state = read_model_file(args.init)
-        load_state_dict_strict(net, state, source=str(args.init))
+    task, net = build_net("fundus-vessels", args.init)
     ds = ConcatDataset([task.build_dataset(s, "train", augment=True, patches_per_image=PATCHES_PER_IMAGE[s])  # type: ignore[call-arg]
                         for s in SITES])
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=1e-4,
