@@ -36,12 +36,17 @@ def command_line() -> str:
 
 
 def train(task: Task, net: torch.nn.Module, dataset: Any, cfg: TrainConfig, *, site: str, ckpt: Path,
-          log: Path | None = None) -> dict[str, float]:
-    """Run :func:`medzoo.relay.trainer.train_site`, saving ``ckpt`` (a medzoo model file) after every epoch."""
+          log: Path | None = None, validate: Any = None) -> dict[str, float]:
+    """Run :func:`medzoo.relay.trainer.train_site`, saving ``ckpt`` (a medzoo model file) after every epoch.
+
+    ``validate(epoch) -> dict | None``, when given, runs after each epoch; what it returns joins the epoch's log line.
+    """
 
     def on_epoch_end(epoch: int, stats: dict[str, float]) -> None:
         save_model(task, net, ckpt, meta={"epoch": epoch + 1, **stats})
-        line = json.dumps({"time": time.strftime("%H:%M:%S"), "epoch": epoch + 1, "of": cfg.epochs, **stats})
+        val = validate(epoch + 1) if validate is not None else None
+        line = json.dumps({"time": time.strftime("%H:%M:%S"), "epoch": epoch + 1, "of": cfg.epochs, **stats,
+                           **({"validation": val} if val else {})})
         print(line, flush=True)
         if log is not None:
             with open(log, "a") as f:

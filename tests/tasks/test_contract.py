@@ -50,7 +50,7 @@ def test_step_backward_distill_and_replay(task: Task) -> None:
     batch = _batch(task)
     assert batch["image"].ndim == 4 and batch["image"].shape[1] == task.spec.in_chans
     out = task.step(net, batch)
-    assert out.loss.ndim == 0 and math.isfinite(float(out.loss))
+    assert out.loss.ndim == 0 and math.isfinite(float(out.loss.detach()))
     out.loss.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
     same = task.distill_loss(out.logits, out.logits.detach())

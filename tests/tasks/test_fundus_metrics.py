@@ -95,3 +95,68 @@ def test_distill_loss_is_minimal_at_the_teacher() -> None:
     same = float(loss.sigmoid_distill_loss(teacher.clone(), teacher))
     other = float(loss.sigmoid_distill_loss(teacher + torch.randn_like(teacher), teacher))
     assert same < other
+
+
+def _disc_probs() -> np.ndarray:
+    """A round disc (radius 30) and cup (radius 12) with a one-pixel-wide spur above the cup and a stray blob."""
+    import cv2
+
+    disc = np.zeros((100, 100), np.float32)
+    cup = disc.copy()
+    cv2.circle(disc, (50, 50), 30, 1.0, -1)
+    cv2.circle(cup, (50, 50), 12, 1.0, -1)
+    cup[28:40, 50] = 1.0  # spur: lengthens the cup's vertical extent by 10 rows
+    disc[2:6, 2:6] = 1.0  # blob outside the disc
+    return np.stack([disc, cup], axis=-1)
+
+
+@pytest.mark.parametrize("shape", ["components", "hull", "ellipse"])
+def test_disc_labels_outline_post_processing(shape: str) -> None:
+    from medzoo.tasks.fundus.predict import disc_labels
+
+    lab = disc_labels(_disc_probs(), 0.5, shape=shape)
+    assert set(np.unique(lab)) == {0, 1, 2}
+    assert lab[:10, :10].max() == 0  # stray blob dropped (largest component only)
+    assert not ((lab == 2) & (lab < 1)).any()
+    cup_rows = np.flatnonzero((lab == 2).any(axis=1))
+    span = cup_rows[-1] - cup_rows[0] + 1
+    if shape == "components":
+        assert span == 12 + 12 + 1 + 10  # the spur counts
+    elif shape == "ellipse":
+        assert span < 12 + 12 + 1 + 10  # the least-squares fit shrinks the spur's influence
+    else:
+        assert span == 12 + 12 + 1 + 10 and (lab == 2).sum() >= (disc_labels(_disc_probs(), 0.5) == 2).sum()
+
+
+def test_disc_labels_rejects_unknown_shape() -> None:
+    from medzoo.tasks.fundus.predict import disc_labels
+
+    with pytest.raises(ValueError, match="unknown disc shape"):
+        disc_labels(_disc_probs(), shape="square")
+
+
+def test_metric_classes_accumulate_per_image_means() -> None:
+    rng = np.random.default_rng(3)
+    meter = metrics.VesselMetrics(threshold=0.4)
+    per = []
+    for _ in range(3):
+        prob, target = rng.random((16, 16)).astype(np.float32), (rng.random((16, 16)) > 0.7).astype(np.float32)
+        fov = np.ones((16, 16), np.float32)
+        fov[:2] = 0
+        meter.update(torch.from_numpy(prob), torch.from_numpy(target), torch.from_numpy(fov))
+        per.append(metrics.vessel_metrics(prob, target, fov, threshold=0.4))
+    got = meter.compute()
+    for k in metrics.VESSEL_KEYS:
+        assert got[k] == pytest.approx(np.mean([p[k] for p in per]))
+        assert meter.per_image()[k] == pytest.approx([p[k] for p in per])
+    meter.reset()
+    assert meter.per_image()["dice"] == []
+    disc = metrics.DiscCupMetrics()
+    a = np.zeros((20, 20), np.uint8)
+    a[2:12, 5:15] = 1
+    a[4:9, 8:12] = 2
+    b = a.copy()
+    b[4:11, 8:12] = 2
+    disc.update(a, a)
+    disc.update(b, a)
+    assert disc.compute()["vcdr_abs_err"] == pytest.approx((0 + abs(0.7 - 0.5)) / 2)

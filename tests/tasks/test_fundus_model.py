@@ -83,6 +83,19 @@ def test_disc_predict_round_trip_and_vcdr() -> None:
     assert m.vcdr(lab2) == 0.25 == fundus.vcdr(lab2)
 
 
+def test_disc_predict_follows_the_cards_post_processing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from medzoo.tasks.fundus import predict as P
+
+    task = fundus.DiscCupTask()
+    net = task.build_model(**TINY)
+    seen = []
+    real = P.disc_labels
+    monkeypatch.setattr(P, "disc_labels", lambda p, t=0.5, *, shape="components": seen.append((t, shape)) or real(p, t, shape=shape))
+    task.wrap(net, {"extra": {"disc_shape": "ellipse", "threshold": 0.4}}).predict(_rgb(61, 77))
+    task.wrap(net).predict(_rgb(61, 77))
+    assert seen == [(0.4, "ellipse"), (0.5, P.DEFAULT_DISC_SHAPE)]
+
+
 @pytest.mark.parametrize("bad", [np.zeros((50, 50), np.uint8), np.zeros((50, 50, 4), np.uint8),
                                  np.zeros((50, 50, 3), np.uint16), np.zeros((50, 50, 3), np.float32),
                                  np.zeros((10, 50, 3), np.uint8)])

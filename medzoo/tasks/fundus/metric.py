@@ -4,6 +4,10 @@ Vessels (only pixels inside the field of view count): Dice (= F1), sensitivity, 
 model's threshold, and the threshold-free ROC AUC (torchmetrics ``binary_auroc``).
 Disc/cup: Dice of the optic disc (including the cup), Dice of the cup, and the absolute error of the vertical
 cup-to-disc ratio (vCDR = cup height / disc height in pixel rows).
+
+As torchmetrics does it: pure functions hold the maths (:func:`vessel_metrics`, :func:`disc_metrics`); the thin
+``Metric`` classes :class:`VesselMetrics` and :class:`DiscCupMetrics` accumulate per-image values (synchronised
+across processes under torch.distributed) and return their means.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import Tensor
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
 
 VESSEL_KEYS = ("dice", "sensitivity", "specificity", "accuracy", "auc")
 DISC_KEYS = ("dice_disc", "dice_cup", "dice_mean", "vcdr_abs_err")
@@ -121,3 +127,66 @@ def mean_metrics(per_sample: dict[str, list[float]]) -> dict[str, float]:
         a = np.asarray(v, dtype=np.float64)
         out[k] = float(np.nanmean(a)) if np.isfinite(a).any() else float("nan")
     return out
+
+
+class _PerImageMean(Metric):
+    """Accumulates one value per image and metric key; ``compute()`` returns the NaN-ignoring means."""
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+    keys: tuple[str, ...] = ()
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        for k in self.keys:
+            self.add_state(k, default=[], dist_reduce_fx="cat")
+
+    def _add(self, values: dict[str, float]) -> None:
+        for k in self.keys:
+            getattr(self, k).append(torch.tensor([values[k]], dtype=torch.float64, device=self.device))
+
+    def per_image(self) -> dict[str, list[float]]:
+        """The accumulated per-image values (after synchronisation)."""
+        return {k: dim_zero_cat(getattr(self, k)).tolist() if getattr(self, k) else [] for k in self.keys}
+
+    def compute(self) -> dict[str, float]:  # type: ignore[override]
+        return mean_metrics(self.per_image())
+
+
+class VesselMetrics(_PerImageMean):
+    """Per-image vessel metrics inside the FOV (:func:`vessel_metrics`), averaged over images.
+
+    Example:
+        >>> m = VesselMetrics(threshold=0.5)
+        >>> t = torch.zeros(8, 8); t[2:4] = 1
+        >>> m.update(t * 0.9, t); m.compute()["dice"]
+        1.0
+    """
+
+    keys = VESSEL_KEYS
+
+    def __init__(self, threshold: float = 0.5, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.threshold = threshold
+
+    def update(self, prob: Tensor, target: Tensor, fov: Tensor | None = None) -> None:  # type: ignore[override]
+        """One image: ``prob``, ``target`` (and ``fov``) of equal shape ``(H, W)``."""
+        self._add(vessel_metrics(prob.detach().cpu(), target.detach().cpu(), None if fov is None else fov.detach().cpu(),
+                                 threshold=self.threshold))
+
+
+class DiscCupMetrics(_PerImageMean):
+    """Per-image Dice disc, Dice cup, their mean and vCDR absolute error (:func:`disc_metrics`), averaged.
+
+    Example:
+        >>> lab = np.zeros((20, 20), np.uint8); lab[2:12, 5:15] = 1; lab[4:9, 8:12] = 2
+        >>> m = DiscCupMetrics(); m.update(lab, lab); m.compute()["vcdr_abs_err"]
+        0.0
+    """
+
+    keys = DISC_KEYS
+
+    def update(self, pred_labels: np.ndarray, true_labels: np.ndarray) -> None:  # type: ignore[override]
+        """One image: two ``H x W`` label maps (0 background, 1 disc outside the cup, 2 cup)."""
+        self._add(disc_metrics(np.asarray(pred_labels), np.asarray(true_labels)))

@@ -86,6 +86,14 @@ class FundusModel(TaskModel):
     def threshold(self) -> float:
         return float(self.meta.get("extra", {}).get("threshold", 0.5)) if isinstance(self.meta.get("extra"), dict) else 0.5
 
+    @property
+    def disc_shape(self) -> str:
+        """Disc/cup outline post-processing: the model card's ``extra.disc_shape``, else the task default."""
+        from medzoo.tasks.fundus.predict import DEFAULT_DISC_SHAPE
+
+        extra = self.meta.get("extra")
+        return str(extra.get("disc_shape", DEFAULT_DISC_SHAPE)) if isinstance(extra, dict) else DEFAULT_DISC_SHAPE
+
     @torch.inference_mode()
     def predict_proba(self, rgb: np.ndarray) -> np.ndarray:
         """Per-pixel probabilities.
@@ -118,7 +126,7 @@ class FundusModel(TaskModel):
         p = self.predict_proba(rgb)
         if self.kind == "vessels":
             return (p >= t).astype(np.uint8)
-        return disc_labels(p, t)
+        return disc_labels(p, t, shape=self.disc_shape)
 
     def vcdr(self, rgb_or_labels: np.ndarray) -> float:
         """Vertical cup-to-disc ratio of a photograph (or of a label map from :meth:`predict`); NaN without a disc."""

@@ -64,18 +64,47 @@ def _largest(mask: np.ndarray) -> np.ndarray:
     return lab == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
 
 
-def disc_labels(prob: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+#: disc/cup outline post-processing choices of :func:`disc_labels`.
+DISC_SHAPES = ("components", "hull", "ellipse")
+#: the post-processing used when a model card names none (chosen on a validation split: docs/fundus.md).
+DEFAULT_DISC_SHAPE = "components"
+
+
+def _shape(mask: np.ndarray, shape: str) -> np.ndarray:
+    """``mask`` (one component) as itself, its convex hull or its least-squares ellipse (OpenCV), filled."""
+    if shape == "components" or not mask.any():
+        return mask
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    pts = max(contours, key=cv2.contourArea)
+    out = np.zeros(mask.shape, np.uint8)
+    if shape == "hull":
+        cv2.fillPoly(out, [cv2.convexHull(pts)], 1)
+    elif shape == "ellipse":
+        if len(pts) < 5:  # too small to fit an ellipse
+            return mask
+        cv2.ellipse(out, cv2.fitEllipse(pts), 1, thickness=-1)
+    else:
+        raise ValueError(f"unknown disc shape {shape!r}; expected one of {DISC_SHAPES}")
+    return out.astype(bool)
+
+
+def disc_labels(prob: np.ndarray, threshold: float = 0.5, *, shape: str = "components") -> np.ndarray:
     """Label map from disc/cup probabilities: largest disc component; the cup is its largest component inside the disc.
 
     Args:
         prob: ``H x W x 2`` (disc incl. cup, cup).
         threshold: probability threshold.
+        shape: ``"components"`` (the largest connected components as they are), ``"hull"`` (their convex hulls)
+            or ``"ellipse"`` (a least-squares ellipse fitted to each outline, as in much of the disc/cup
+            literature); the cup is always clipped to the disc.
 
     Returns:
         ``H x W`` uint8: 0 background, 1 disc outside the cup, 2 cup.
     """
-    disc = _largest((prob[..., 0] >= threshold) | (prob[..., 1] >= threshold))
-    cup = _largest((prob[..., 1] >= threshold) & disc)
+    if shape not in DISC_SHAPES:
+        raise ValueError(f"unknown disc shape {shape!r}; expected one of {DISC_SHAPES}")
+    disc = _shape(_largest((prob[..., 0] >= threshold) | (prob[..., 1] >= threshold)), shape)
+    cup = _shape(_largest((prob[..., 1] >= threshold) & disc), shape) & disc
     lab = np.zeros(disc.shape, np.uint8)
     lab[disc] = 1
     lab[cup] = 2

@@ -118,17 +118,16 @@ class VesselTask(_FundusTask):
                  threshold: float = 0.5) -> EvalResult:
         """Per-image metrics inside the FOV (Dice, sensitivity, specificity, accuracy, AUC), then their mean."""
         model = model.to(device).eval()
-        per: dict[str, list[float]] = {k: [] for k in M.VESSEL_KEYS}
+        meter = M.VesselMetrics(threshold=threshold)
         ids = []
         with torch.inference_mode():
             for i in range(len(dataset)):  # type: ignore[arg-type]
                 s = dataset[i]
                 h, w = s["target"].shape[-2:]
                 p = torch.sigmoid(model(s["image"][None].to(device)))[0, 0, :h, :w].cpu()
-                for k, v in M.vessel_metrics(p, s["target"][0], s["fov"][0], threshold=threshold).items():
-                    per[k].append(v)
+                meter.update(p, s["target"][0], s["fov"][0])
                 ids.append(str(s["id"]))
-        return EvalResult(metrics=M.mean_metrics(per), per_sample=per, ids=tuple(ids))
+        return EvalResult(metrics=meter.compute(), per_sample=meter.per_image(), ids=tuple(ids))
 
 
 class DiscCupTask(_FundusTask):
@@ -153,14 +152,19 @@ class DiscCupTask(_FundusTask):
         return DiscImages(recs, crop=split == "train", augment=augment)
 
     def evaluate(self, model: nn.Module, dataset: Dataset[Any], *, device: str | torch.device = "cpu",
-                 threshold: float = 0.5) -> EvalResult:
+                 threshold: float = 0.5, shape: str | None = None) -> EvalResult:
         """Per-image Dice disc, Dice cup, their mean, vCDR absolute error (vs the majority masks), and, when the
-        dataset has them, ``vcdr_abs_err_experts`` (vs the mean of the experts' CDR values)."""
-        from medzoo.tasks.fundus import transforms as T
-        from medzoo.tasks.fundus.predict import disc_labels
+        dataset has them, ``vcdr_abs_err_experts`` (vs the mean of the experts' CDR values).
 
+        ``shape``: outline post-processing of :func:`~medzoo.tasks.fundus.predict.disc_labels` (default
+        :data:`~medzoo.tasks.fundus.predict.DEFAULT_DISC_SHAPE`)."""
+        from medzoo.tasks.fundus import transforms as T
+        from medzoo.tasks.fundus.predict import DEFAULT_DISC_SHAPE, disc_labels
+
+        shape = shape or DEFAULT_DISC_SHAPE
         model = model.to(device).eval()
-        per: dict[str, list[float]] = {k: [] for k in (*M.DISC_KEYS, "vcdr_abs_err_experts")}
+        meter = M.DiscCupMetrics()
+        experts: list[float] = []
         ids = []
         with torch.inference_mode():
             for i in range(len(dataset)):  # type: ignore[arg-type]
@@ -168,13 +172,12 @@ class DiscCupTask(_FundusTask):
                 h, w = s["target"].shape[-2:]
                 nh, nw = disc_network_size(h, w) if not isinstance(dataset, DiscImages) or not dataset.crop else (h, w)
                 p = torch.sigmoid(model(s["image"][None].to(device)))[0, :, :nh, :nw].permute(1, 2, 0).cpu().numpy()
-                pred = disc_labels(T.resize(p, (h, w)), threshold)
+                pred = disc_labels(T.resize(p, (h, w)), threshold, shape=shape)
                 true = M.target_labels(s["target"].numpy())
-                for k, v in M.disc_metrics(pred, true).items():
-                    per[k].append(v)
-                cdr = float(s.get("cdr_experts", float("nan")))
-                per["vcdr_abs_err_experts"].append(abs(M.vcdr(pred) - cdr))
+                meter.update(pred, true)
+                experts.append(abs(M.vcdr(pred) - float(s.get("cdr_experts", float("nan")))))
                 ids.append(str(s["id"]))
-        if not np.isfinite(per["vcdr_abs_err_experts"]).any():
-            per.pop("vcdr_abs_err_experts")
+        per = meter.per_image()
+        if np.isfinite(experts).any():
+            per["vcdr_abs_err_experts"] = experts
         return EvalResult(metrics=M.mean_metrics(per), per_sample=per, ids=tuple(ids))
