@@ -138,7 +138,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
             raise WeightsError(f"--init {args.init} is a {task.spec.name!r} model, not {args.task!r}")
     else:
+        import torch
+
         task = get_task(args.task)
+        torch.manual_seed(args.seed)  # the same --seed gives the same random initialisation
         net = task.build_model()
     ds = task.build_dataset(args.data, "train", augment=True)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)

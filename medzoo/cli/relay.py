@@ -40,6 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--opt", action="append", metavar="KEY=VALUE", help="strategy setting, repeatable (e.g. --opt lam=100)")
     p.add_argument("--key-file", type=Path, help="sign the baton with this shared consortium key (HMAC-SHA256)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument("--seed", type=int, default=0, help="seeds the random initialisation (without --init)")
     p.set_defaults(func=cmd_start)
 
     p = rs.add_parser("train", help="train the baton's model on this site's data and write the next baton")
@@ -125,7 +126,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     from medzoo.relay import api
 
     path = api.start(args.task, args.out, init=args.init, strategy=args.strategy, key_file=args.key_file,
-                     overwrite=args.overwrite, **_opts(args.opt))
+                     overwrite=args.overwrite, seed=args.seed, **_opts(args.opt))
     print(f"started relay for {args.task} with strategy {args.strategy}: {path}")
     return 0
 

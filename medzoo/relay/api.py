@@ -62,7 +62,7 @@ def subset(ds: Dataset[Any], max_samples: int | None, seed: int = 0) -> Dataset[
 
 def start(task_name: str, out: str | Path, *, init: str | Path | None = None, strategy: str = "relay",
           key_file: str | Path | None = None, overwrite: bool = False, arch: dict[str, Any] | None = None,
-          **strategy_opts: Any) -> Path:
+          seed: int = 0, **strategy_opts: Any) -> Path:
     """Create the first baton of a relay.
 
     Args:
@@ -73,6 +73,7 @@ def start(task_name: str, out: str | Path, *, init: str | Path | None = None, st
         key_file: sign the baton with this shared key (HMAC-SHA256).
         overwrite: replace an existing ``out``.
         arch: builder arguments for a fresh network (ignored with ``init``).
+        seed: seeds the random initialisation (the same seed gives the same starting weights).
         **strategy_opts: strategy settings (checked; e.g. ``lam=100`` for EWC, ``replay=False`` for relay).
 
     Returns:
@@ -87,6 +88,7 @@ def start(task_name: str, out: str | Path, *, init: str | Path | None = None, st
     _refuse_existing(out, overwrite)
     task = get_task(task_name)
     strat = make_strategy(strategy, **strategy_opts)
+    torch.manual_seed(seed)
     net = task.build_model(weights=init) if init is not None else task.build_model(**(arch or {}))
     b = Baton.new(task_name, task.architecture(net), strat.name, strat.settings_json(), net.state_dict(),
                   init=str(init) if init is not None else None)

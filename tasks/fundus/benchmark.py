@@ -72,10 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     v = fundus.pretrained("vessels")
     d = fundus.pretrained("disc")
     for site in ("drive", "stare", "hrf"):
-        res = v.task.evaluate(v.net, v.task.build_dataset(site, "test"))
+        res = v.task.evaluate(v.net, v.task.build_dataset(site, "test"), threshold=v.threshold)
         results[f"{site}-test"] = {k: round(x, 4) for k, x in res.metrics.items()} | {"n": len(res.ids)}
         per_sample[f"{site}-test"] = {"ids": list(res.ids), **{k: [round(x, 4) for x in vals] for k, vals in res.per_sample.items()}}
-    res = d.task.evaluate(d.net, d.task.build_dataset("drishti", "test"))
+    res = d.task.evaluate(d.net, d.task.build_dataset("drishti", "test"), threshold=d.threshold, shape=d.disc_shape)
     results["drishti-test"] = {k: round(x, 4) for k, x in res.metrics.items()} | {"n": len(res.ids)}
     per_sample["drishti-test"] = {"ids": list(res.ids), **{k: [round(x, 4) for x in vals] for k, vals in res.per_sample.items()}}
 
@@ -105,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
                "note": "shared machine: other jobs ran at the same time, so timings are upper bounds"}
     report = {"command": command_line(), "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
               "machine": machine, "weights": {"fundus-vessels": v.meta["sha256"], "fundus-disc": d.meta["sha256"]},
+              "settings": {"fundus-vessels": {"threshold": v.threshold},
+                           "fundus-disc": {"threshold": d.threshold, "disc_shape": d.disc_shape}},
               "results": results, "human_reference_drive_2nd_observer": second_observer(), "targets": checks,
               "per_sample": per_sample}
     args.out.mkdir(parents=True, exist_ok=True)
@@ -122,6 +124,8 @@ def render_md(r: dict) -> str:  # type: ignore[type-arg]
              f"({r['machine']['note']})  ",
              f"Weights sha256: fundus-vessels `{r['weights']['fundus-vessels'][:16]}…`, fundus-disc `{r['weights']['fundus-disc'][:16]}…`",
              "", "## Accuracy on held-out test splits (mean of per-image values)", "",
+             "Post-processing as the model cards set it: " + "; ".join(
+                 f"{n}: " + ", ".join(f"{k} {v}" for k, v in st.items()) for n, st in r.get("settings", {}).items()), "",
              "| test set | n | metrics |", "|---|---|---|"]
     for s, m in r["results"].items():
         if s == "timing":

@@ -97,12 +97,13 @@ def recipe_args(doc: str | None, *, name: str, epochs: int, batch_size: int) -> 
     return ap
 
 
-def build_net(name: str, init: Path | None) -> tuple[Task, torch.nn.Module]:
-    """The task and a fresh network, or one loaded (strictly) from the ``init`` checkpoint."""
+def build_net(name: str, init: Path | None, seed: int = 0) -> tuple[Task, torch.nn.Module]:
+    """The task and a fresh network (random init seeded by ``seed``), or one loaded (strictly) from ``init``."""
     from medzoo import get_task
     from medzoo.core import load_state_dict_strict, read_model_file
 
     task = get_task(name)
+    torch.manual_seed(seed)
     net = task.build_model()
     if init is not None:
         _, _, _, state = read_model_file(init)

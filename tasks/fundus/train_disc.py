@@ -16,6 +16,11 @@ Choosing settings without the test set:
 holds out 10 of the 50 training images (drawn with ``--seed``), trains the same recipe on the other 40, measures
 the held-out images every ``--val-every`` epochs under every outline post-processing (components / convex hull /
 ellipse) and threshold (0.4 / 0.5 / 0.6), writes docs/benchmarks/fundus_disc_validation.{json,md} and ships nothing.
+
+    python tasks/fundus/train_disc.py --remeasure --threshold T --disc-shape S
+
+keeps the shipped weights file as it is (same sha256), re-measures it on the test split with the given
+post-processing and rewrites the card's settings, metrics and ``metrics_command``.
 Rule, fixed before the run: at the last epoch, the post-processing and threshold with the lowest validation vCDR
 error are shipped (``--disc-shape``, ``--threshold``); the epoch count stays unless the last epoch's validation
 mean Dice is more than 0.01 below the best checkpoint's.
@@ -119,6 +124,37 @@ def write_validation(history: list, args, n_train: int, val_ids: list[str]) -> N
     print(json.dumps(out["choice"]), flush=True)
 
 
+def remeasure(args) -> int:  # type: ignore[no-untyped-def]
+    """Re-measure the shipped file with new post-processing settings and rewrite its card (weights untouched)."""
+    import dataclasses
+
+    from medzoo.io import sha256_file
+    from medzoo.weights import WeightsMeta, write_card
+
+    card_path = args.out / "fundus-disc.json"
+    card = json.loads(card_path.read_text())
+    path = args.out / card["file"]
+    if sha256_file(path) != card["sha256"]:
+        raise SystemExit(f"{path}: sha256 differs from {card_path}; refusing to re-measure a file the card does not describe")
+    old = {"threshold": card["extra"].get("threshold", 0.5), "disc_shape": card["extra"].get("disc_shape", "components"),
+           "metrics": card["metrics"]}
+    card["extra"] |= {"threshold": args.threshold, "disc_shape": args.disc_shape,
+                      "remeasured": {"previous": old, "date_utc": time.strftime("%Y-%m-%d", time.gmtime()),
+                                     "why": "post-processing chosen on a validation split held out of the training "
+                                            "images (docs/benchmarks/fundus_disc_validation.md); weights unchanged"}}
+    card["metrics"] = evaluate_file(path, threshold=args.threshold, shape=args.disc_shape)
+    card["metrics_command"] = command_line() + "  (re-measured by: python tasks/fundus/benchmark.py)"
+    card["preprocessing"] = card["preprocessing"].split("; threshold ")[0] + (
+        f"; threshold {args.threshold}; disc = the roundest connected component of (disc or cup) among those at least "
+        "a quarter the area of the largest; cup = largest component of cup inside the disc; outlines post-processed "
+        f"as '{args.disc_shape}' (components: as they are; hull: convex hull; ellipse: least-squares ellipse fit), "
+        "chosen on a validation split held out of the training images (docs/benchmarks/fundus_disc_validation.md).")
+    fields = {f.name for f in dataclasses.fields(WeightsMeta)}
+    write_card(WeightsMeta(**{k: v for k, v in card.items() if k in fields}), args.out)
+    print(json.dumps(card["metrics"]), flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from medzoo.tasks.fundus.predict import DEFAULT_DISC_SHAPE, DISC_SHAPES
 
@@ -129,10 +165,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--disc-shape", choices=DISC_SHAPES, default=DEFAULT_DISC_SHAPE,
                     help="outline post-processing written into the model card")
     ap.add_argument("--threshold", type=float, default=0.5, help="probability threshold written into the model card")
+    ap.add_argument("--remeasure", action="store_true",
+                    help="keep <out>/fundus-disc.safetensors; re-measure it with --threshold/--disc-shape and rewrite its card")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.remeasure:
+        return remeasure(args)
 
-    task, net = build_net("fundus-disc", args.init)
+    task, net = build_net("fundus-disc", args.init, args.seed)
     validate, history, val_ids = None, [], []
     if args.holdout:
         from medzoo.tasks.fundus.dataset import DiscImages
@@ -162,8 +202,9 @@ def main(argv: list[str] | None = None) -> int:
                   "field": "disc-centred photographs (Drishti-GS1-like, ~30 deg FOV)"},
         "preprocessing": ("resize (area) to a longer side of 384 px; CLAHE (clip 2.0, 8x8) on the L channel of CIE-LAB; "
                           "RGB scaled to [0, 1]; zero-padded to a multiple of 32; sigmoid; probabilities resized "
-                          f"back to the input size; threshold {args.threshold}; disc = largest component of (disc or cup); "
-                          f"cup = largest component of cup inside the disc; outlines post-processed as '{args.disc_shape}' "
+                          f"back to the input size; threshold {args.threshold}; disc = the roundest connected component of (disc or "
+                          "cup) among those at least a quarter the area of the largest; cup = largest component of cup "
+                          f"inside the disc; outlines post-processed as '{args.disc_shape}' "
                           "(components: as they are; hull: convex hull; ellipse: least-squares ellipse fit), "
                           "chosen on a validation split held out of the training images (docs/benchmarks/fundus_disc_validation.md)."),
         "classes": ["background", "disc (outside cup)", "cup"],

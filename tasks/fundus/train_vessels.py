@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    task, net = build_net("fundus-vessels", args.init)
+    task, net = build_net("fundus-vessels", args.init, args.seed)
     ds = ConcatDataset([task.build_dataset(s, "train", augment=True, patches_per_image=PATCHES_PER_IMAGE[s])  # type: ignore[call-arg]
                         for s in SITES])
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=1e-4,

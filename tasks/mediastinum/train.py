@@ -47,7 +47,7 @@ def main() -> int:
     t0, c0 = time.perf_counter(), time.process_time()
     opts = dict(RELAY_OPTS) if args.strategy == "relay" else {}
     opts.update(kv.split("=", 1) for kv in args.opt)
-    baton = api.start("mediastinum", work / "0-start.baton", strategy=args.strategy, overwrite=True, **opts)
+    baton = api.start("mediastinum", work / "0-start.baton", strategy=args.strategy, overwrite=True, seed=SEED, **opts)
     for i, site in enumerate(args.sites, start=1):
         print(f"[{time.perf_counter() - t0:6.0f}s] site {i}/{len(args.sites)}: {site} (SYNTHETIC)", flush=True)
         nxt = api.train(baton, site, site=site, out=work / f"{i}-{site}.baton", epochs=args.epochs,

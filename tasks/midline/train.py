@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     t0, c0 = time.perf_counter(), time.process_time()
     baton = work / "start.baton"
     if not (args.reuse and baton.exists()):
-        baton = api.start("midline", baton, strategy=args.strategy, overwrite=True)
+        baton = api.start("midline", baton, strategy=args.strategy, overwrite=True, seed=args.seed)
     for site, ep, lr in zip(sites, epochs, lrs):
         ts = time.perf_counter()
         if args.reuse and (work / f"{site}.baton").exists():

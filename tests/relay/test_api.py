@@ -34,6 +34,17 @@ def test_killed_and_resumed_ends_with_same_weights(toy, tmp_path: Path, strategy
     assert other.weights_sha256 != a.weights_sha256
 
 
+def test_start_seeds_the_random_initialisation(toy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Two runs of one recipe in separate processes must start from the same weights: the global torch generator
+    is left in a different state before each start here, as it would be by whatever ran earlier."""
+    states = []
+    for i, seed in enumerate([0, 0, 1]):
+        torch.manual_seed(1000 + i)
+        torch.rand(7)
+        states.append(Baton.read(api.start(toy.spec.name, tmp_path / f"{i}.baton", strategy="naive", seed=seed)).weights_sha256)
+    assert states[0] == states[1] != states[2]
+
+
 def test_relay_steps_evaluate_export(toy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     b0 = api.start(toy.spec.name, tmp_path / "0.baton", strategy="naive")
     b1 = api.train(b0, "a", "a", tmp_path / "1.baton", epochs=3, lr=0.02, progress=False)

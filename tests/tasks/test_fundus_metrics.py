@@ -160,3 +160,21 @@ def test_metric_classes_accumulate_per_image_means() -> None:
     disc.update(a, a)
     disc.update(b, a)
     assert disc.compute()["vcdr_abs_err"] == pytest.approx((0 + abs(0.7 - 0.5)) / 2)
+
+
+def test_disc_is_the_roundest_large_component_not_a_larger_rim_artefact() -> None:
+    """A bright rim flash segmented as an irregular blob larger than the disc must not be taken for the disc."""
+    import cv2
+
+    from medzoo.tasks.fundus.predict import disc_labels
+
+    p = np.zeros((120, 160, 2), np.float32)
+    disc, cup = p[..., 0].copy(), p[..., 1].copy()
+    cv2.circle(disc, (50, 70), 20, 1.0, -1)
+    cv2.circle(cup, (50, 70), 8, 1.0, -1)
+    cv2.fillPoly(disc, [np.array([[110, 0], [159, 0], [159, 60], [140, 20], [120, 45]], np.int32)], 1.0)
+    p = np.stack([disc, cup], axis=-1)
+    n, lab = cv2.connectedComponents((disc >= 0.5).astype(np.uint8))
+    assert n == 3 and max((lab == 1).sum(), (lab == 2).sum()) > (np.hypot(*np.indices((41, 41)) - 20) <= 20).sum()
+    out = disc_labels(p)
+    assert out[:, 100:].max() == 0 and out[70, 50] == 2 and out[70, 35] == 1

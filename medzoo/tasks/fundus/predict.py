@@ -89,7 +89,8 @@ def _shape(mask: np.ndarray, shape: str) -> np.ndarray:
 
 
 def disc_labels(prob: np.ndarray, threshold: float = 0.5, *, shape: str = "components") -> np.ndarray:
-    """Label map from disc/cup probabilities: largest disc component; the cup is its largest component inside the disc.
+    """Label map from disc/cup probabilities: the disc is the roundest large component (see
+    :func:`_disc_component`); the cup is its largest component inside the disc.
 
     Args:
         prob: ``H x W x 2`` (disc incl. cup, cup).
@@ -103,12 +104,30 @@ def disc_labels(prob: np.ndarray, threshold: float = 0.5, *, shape: str = "compo
     """
     if shape not in DISC_SHAPES:
         raise ValueError(f"unknown disc shape {shape!r}; expected one of {DISC_SHAPES}")
-    disc = _shape(_largest((prob[..., 0] >= threshold) | (prob[..., 1] >= threshold)), shape)
+    disc = _shape(_disc_component((prob[..., 0] >= threshold) | (prob[..., 1] >= threshold)), shape)
     cup = _shape(_largest((prob[..., 1] >= threshold) & disc), shape) & disc
     lab = np.zeros(disc.shape, np.uint8)
     lab[disc] = 1
     lab[cup] = 2
     return lab
+
+
+def _disc_component(mask: np.ndarray) -> np.ndarray:
+    """The roundest component of ``mask`` (circularity 4 pi area / perimeter^2) among those at least a quarter the
+    area of the largest. The optic disc is close to round; a bright rim flash or lesion segmented as a second
+    "disc" can be as large as the real one but is irregular (seen on a validation image, docs/fundus.md)."""
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return np.zeros(mask.shape, bool)
+    areas = stats[1:, cv2.CC_STAT_AREA].astype(np.float64)
+    best, best_c = int(np.argmax(areas)), -1.0
+    for k in np.flatnonzero(areas >= areas.max() / 4):
+        contours, _ = cv2.findContours((lab == k + 1).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        perim = sum(cv2.arcLength(c, True) for c in contours)
+        circ = 4 * np.pi * areas[k] / perim**2 if perim > 0 else 0.0
+        if circ > best_c:
+            best, best_c = int(k), circ
+    return lab == best + 1
 
 
 def overlay(rgb: np.ndarray, labels: np.ndarray) -> np.ndarray:
