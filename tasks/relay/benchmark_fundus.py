@@ -88,6 +88,9 @@ def targets_md(t: dict[str, Any], preset: str) -> str:
         if isinstance(v, dict) and "met" in v:
             shown = {kk: (round(vv, 4) if isinstance(vv, float) else vv) for kk, vv in v.items() if kk not in ("pairs", "met")}
             L.append(f"- {k}: **{'met' if v['met'] else 'NOT met'}** {shown}")
+            for pair, c in v.get("pairs", {}).items():
+                L.append(f"  - single-site model of {pair.split('->')[0]} on unseen {pair.split('->')[1]}: "
+                         f"{c['single']:.4f} vs best strategy {c['relay']:.4f} ({'beaten' if c['met'] else 'NOT beaten'})")
     if not t.get("order_study") and preset != "smoke":
         L.append("- site-order study: **not run** in this publication (`--skip-orders`); run the command without it to add it")
     if t.get("order_study"):
