@@ -71,7 +71,7 @@ def test_distillation_regulariser_without_trainer(toy) -> None:  # type: ignore[
     other = copy.deepcopy(net)
     with torch.no_grad():
         other.fc.weight.mul_(-3)
-    assert float(reg(batch, toy.step(other, batch))) > 0
+    assert float(reg(batch, toy.step(other, batch)).detach()) > 0
     assert all(not p.requires_grad for p in reg.teacher.parameters())  # type: ignore[union-attr]
     # Stand-in task: the regulariser only needs step() and distill_loss().
     fake = SimpleNamespace(step=lambda m, b: StepOutput(torch.zeros(()), m(b["x"])),
@@ -81,7 +81,7 @@ def test_distillation_regulariser_without_trainer(toy) -> None:  # type: ignore[
     r2.set_teacher(lin)
     with torch.no_grad():
         lin.bias += 1
-    assert float(r2({"x": torch.zeros(3, 2)}, StepOutput(torch.zeros(()), lin(torch.zeros(3, 2))))) == pytest.approx(1.0)
+    assert float(r2({"x": torch.zeros(3, 2)}, StepOutput(torch.zeros(()), lin(torch.zeros(3, 2)))).detach()) == pytest.approx(1.0)
 
 
 def test_weighted_merge_formula() -> None:
