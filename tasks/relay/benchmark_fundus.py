@@ -106,14 +106,21 @@ def targets_md(t: dict[str, Any], preset: str) -> str:
     return "\n".join(L) + "\n"
 
 
-def _run_phase(folder: Path, budget: dict[str, Any], seed: int, run: Any) -> dict[str, Any]:
-    """``run()`` unless ``folder`` holds a finished phase with the same budget and seed (then reuse it)."""
+def _run_phase(folder: Path, budget: dict[str, Any], seed: int, run: Any, strategies: list[str] | None = None,
+               opts: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
+    """``run()`` unless ``folder`` holds a finished phase with the same budget, seed, strategies and strategy
+    settings (then reuse it)."""
     import json
 
     done = folder / "relay_results.json"
     if done.is_file():
         res = json.loads(done.read_text())
         same = all(res.get("budget", {}).get(k) == v for k, v in budget.items()) and res.get("seed") == seed
+        if strategies is not None:
+            same = same and sorted({r["strategy"] for r in res.get("runs", [])}) == sorted(strategies)
+        for r in res.get("runs", []):
+            for k, v in (opts or {}).get(r["strategy"], {}).items():
+                same = same and str(r.get("settings", {}).get(k)).lower() == str(v).lower()
         if same:
             print(f"reusing the finished phase in {folder} ({res.get('wall_s')} s when it ran)", flush=True)
             return res
@@ -130,6 +137,10 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "relay-fundus")
     ap.add_argument("--name", default=None, help="benchmark name (default relay_fundus, or relay_fundus_smoke)")
     ap.add_argument("--skip-orders", action="store_true", help="publish phase 1 without the 6-order study")
+    ap.add_argument("--strategies", default=None, help="comma-separated strategies for phase 1 (default: the preset's)")
+    ap.add_argument("--opt", action="append", default=[], metavar="STRATEGY.KEY=VALUE",
+                    help="strategy setting for an ablation, repeatable, e.g. --opt relay.merge=end --opt lwf.alpha=4 "
+                         "(use with --name and --out so the default publication is not overwritten)")
     args = ap.parse_args()
 
     import torch
@@ -139,13 +150,27 @@ def main() -> int:
 
     data_root(required=True)
     torch.set_num_threads(args.threads)
-    p = PRESETS[args.preset]
+    p = dict(PRESETS[args.preset])
+    if args.strategies:
+        p["strategies"] = [x.strip() for x in args.strategies.split(",") if x.strip()]
+    opts: dict[str, dict[str, str]] = {}
+    for o in args.opt:
+        if "=" not in o or "." not in o.split("=", 1)[0]:
+            raise SystemExit(f"--opt expects STRATEGY.KEY=VALUE, got {o!r}")
+        key, val = o.split("=", 1)
+        strat, k = key.split(".", 1)
+        opts.setdefault(strat.strip(), {})[k.strip().replace("-", "_")] = val.strip()
+    from medzoo.relay.strategies import list_strategies
+
+    wanted = list_strategies() if p["strategies"] == "all" else list(p["strategies"])
     common = dict(budget="small", seed=args.seed, device=args.device, epochs=p["epochs"], max_train=p["max_train"],
-                  max_test=p["max_test"], gen_epochs=p["gen_epochs"], n_boot=p["n_boot"], progress=False)
+                  max_test=p["max_test"], gen_epochs=p["gen_epochs"], n_boot=p["n_boot"], progress=False,
+                  strategy_opts=opts or None)
     check = {"epochs": p["epochs"], "max_train": p["max_train"], "max_test": p["max_test"], "gen_epochs": p["gen_epochs"]}
     main_dir, order_dir = args.out / args.preset / "main", args.out / args.preset / "orders"
     res = _run_phase(main_dir, check, args.seed, lambda: simulate(
-        "fundus-vessels", SITES, main_dir, strategies=p["strategies"], baselines=p["baselines"], **common))
+        "fundus-vessels", SITES, main_dir, strategies=p["strategies"], baselines=p["baselines"], **common),
+        strategies=wanted, opts=opts)
     walls = {"main": float(res["wall_s"])}
     order_res = None
     if p["order_study"] and not args.skip_orders:
@@ -156,7 +181,8 @@ def main() -> int:
         best = max(runs, key=lambda r: r["final_avg"])["strategy"]
         others = [list(o) for o in itertools.permutations(SITES) if list(o) != SITES]
         ores = _run_phase(order_dir, check, args.seed, lambda: simulate(
-            "fundus-vessels", SITES, order_dir, strategies=[best], orders=others, baselines="none", **common))
+            "fundus-vessels", SITES, order_dir, strategies=[best], orders=others, baselines="none", **common),
+            strategies=[best], opts=opts)
         walls["orders"] = float(ores["wall_s"])
         res["runs"] += [r for r in ores["runs"] if r["strategy"] == best]
         finals = [r["final_avg"] for r in res["runs"] if r["strategy"] == best]
@@ -168,7 +194,7 @@ def main() -> int:
     res["wall_s"] = round(wall, 1)
     targets = check_targets(res, order_res, wall)
     name = args.name or ("relay_fundus" if args.preset != "smoke" else "relay_fundus_smoke")
-    extra = {"preset": args.preset, "preset_settings": p, "targets": targets,
+    extra = {"preset": args.preset, "preset_settings": p, "strategy_opts": opts, "targets": targets,
              "order_study_run": bool(order_res), "phase_wall_s": walls}
     j, m = publish(name, res, args.out / args.preset, extra=extra,
                    extra_md=targets_md(targets, args.preset))
