@@ -138,6 +138,7 @@ def main() -> int:
     ap.add_argument("--name", default=None, help="benchmark name (default relay_fundus, or relay_fundus_smoke)")
     ap.add_argument("--skip-orders", action="store_true", help="publish phase 1 without the 6-order study")
     ap.add_argument("--strategies", default=None, help="comma-separated strategies for phase 1 (default: the preset's)")
+    ap.add_argument("--baselines", default=None, help="comma-separated baselines for phase 1, or none (default: the preset's)")
     ap.add_argument("--opt", action="append", default=[], metavar="STRATEGY.KEY=VALUE",
                     help="strategy setting for an ablation, repeatable, e.g. --opt relay.merge=end --opt lwf.alpha=4 "
                          "(use with --name and --out so the default publication is not overwritten)")
@@ -153,6 +154,8 @@ def main() -> int:
     p = dict(PRESETS[args.preset])
     if args.strategies:
         p["strategies"] = [x.strip() for x in args.strategies.split(",") if x.strip()]
+    if args.baselines:
+        p["baselines"] = "none" if args.baselines == "none" else [x.strip() for x in args.baselines.split(",") if x.strip()]
     opts: dict[str, dict[str, str]] = {}
     for o in args.opt:
         if "=" not in o or "." not in o.split("=", 1)[0]:
