@@ -120,7 +120,7 @@ def test_ewc_keeps_weights_closer_than_naive(toy) -> None:  # type: ignore[no-un
         if name == "ewc":
             s.after_site(_ctx(toy, net, site_index=0, n_seen=0, site="a"))  # importances of site a
         train_site(toy, net, toy.build_dataset("c", "train"), cfg, hooks=[s], site_index=1, n_seen=24, progress=False)
-        drift[name] = sum(float((p - q).pow(2).sum()) for p, q in zip(net.parameters(), base.parameters()))
+        drift[name] = sum(float((p - q).detach().pow(2).sum()) for p, q in zip(net.parameters(), base.parameters()))
     assert drift["ewc"] < 0.5 * drift["naive"]
 
 
