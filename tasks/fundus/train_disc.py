@@ -52,32 +52,30 @@ def evaluate_file(path: Path, *, threshold: float = 0.5, shape: str | None = Non
 THRESHOLDS = (0.4, 0.5, 0.6)
 
 
-def validation_fn(net: torch.nn.Module, val_ds, every: int, total: int, history: list):  # type: ignore[no-untyped-def]
-    """Per-epoch validation on held-out training images under every post-processing and threshold."""
-    from medzoo.tasks.fundus import metric as M
-    from medzoo.tasks.fundus import transforms as T
-    from medzoo.tasks.fundus.dataset import disc_network_size
-    from medzoo.tasks.fundus.predict import DISC_SHAPES, disc_labels
+def preprocessing_text(threshold: float, shape: str) -> str:
+    """The model card's description of pre- and post-processing for these settings."""
+    return ("resize (area) to a longer side of 384 px; CLAHE (clip 2.0, 8x8) on the L channel of CIE-LAB; RGB scaled "
+            "to [0, 1]; zero-padded to a multiple of 32; sigmoid; probabilities resized back to the input size; "
+            f"threshold {threshold}; disc = the roundest connected component of (disc or cup) among those at least a "
+            f"quarter the area of the largest; cup = largest component of cup inside the disc; outlines post-processed "
+            f"as '{shape}' (components: as they are; hull: convex hull; ellipse: least-squares ellipse fit), chosen on a "
+            "validation split held out of the training images (docs/benchmarks/fundus_disc_validation.md).")
+
+
+def validation_fn(task, net: torch.nn.Module, val_ds, every: int, total: int, history: list):  # type: ignore[no-untyped-def]
+    """Per-epoch validation on held-out training images under every post-processing and threshold, through the
+    task's own ``evaluate``."""
+    from medzoo.tasks.fundus.metric import DISC_KEYS
+    from medzoo.tasks.fundus.predict import DISC_SHAPES
 
     def validate(epoch: int) -> dict | None:
         if epoch % every and epoch != total:
             return None
-        net.eval()
-        per: dict[str, dict[str, list[float]]] = {}
-        with torch.inference_mode():
-            for i in range(len(val_ds)):
-                s = val_ds[i]
-                h, w = s["target"].shape[-2:]
-                nh, nw = disc_network_size(h, w)
-                p = torch.sigmoid(net(s["image"][None]))[0, :, :nh, :nw].permute(1, 2, 0).numpy()
-                p = T.resize(p, (h, w))
-                true = M.target_labels(s["target"].numpy())
-                for shape in DISC_SHAPES:
-                    for t in THRESHOLDS:
-                        d = per.setdefault(f"{shape}@{t}", {})
-                        for k, v in M.disc_metrics(disc_labels(p, t, shape=shape), true).items():
-                            d.setdefault(k, []).append(v)
-        res = {key: {k: round(float(np.nanmean(v)), 4) for k, v in d.items()} for key, d in per.items()}
+        res = {}
+        for shape in DISC_SHAPES:
+            for t in THRESHOLDS:
+                m = task.evaluate(net, val_ds, threshold=t, shape=shape).metrics
+                res[f"{shape}@{t}"] = {k: round(float(m[k]), 4) for k in DISC_KEYS}
         history.append({"epoch": epoch, "metrics": res})
         net.train()
         return {"components@0.5": res["components@0.5"]}
@@ -144,11 +142,7 @@ def remeasure(args) -> int:  # type: ignore[no-untyped-def]
                                             "images (docs/benchmarks/fundus_disc_validation.md); weights unchanged"}}
     card["metrics"] = evaluate_file(path, threshold=args.threshold, shape=args.disc_shape)
     card["metrics_command"] = command_line() + "  (re-measured by: python tasks/fundus/benchmark.py)"
-    card["preprocessing"] = card["preprocessing"].split("; threshold ")[0] + (
-        f"; threshold {args.threshold}; disc = the roundest connected component of (disc or cup) among those at least "
-        "a quarter the area of the largest; cup = largest component of cup inside the disc; outlines post-processed "
-        f"as '{args.disc_shape}' (components: as they are; hull: convex hull; ellipse: least-squares ellipse fit), "
-        "chosen on a validation split held out of the training images (docs/benchmarks/fundus_disc_validation.md).")
+    card["preprocessing"] = preprocessing_text(args.threshold, args.disc_shape)
     fields = {f.name for f in dataclasses.fields(WeightsMeta)}
     write_card(WeightsMeta(**{k: v for k, v in card.items() if k in fields}), args.out)
     print(json.dumps(card["metrics"]), flush=True)
@@ -183,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         ds = DiscImages([r for i, r in enumerate(recs) if i not in held], crop=True, augment=True)
         val_ds = DiscImages([r for i, r in enumerate(recs) if i in held], crop=False)
         val_ids = [r.id for i, r in enumerate(recs) if i in held]
-        validate = validation_fn(net, val_ds, args.val_every, args.epochs, history)
+        validate = validation_fn(task, net, val_ds, args.val_every, args.epochs, history)
     else:
         ds = task.build_dataset("drishti", "train", augment=True)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=1e-4,
@@ -200,13 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         "input": {"channels": "RGB", "dtype": "uint8", "shape": "H x W x 3", "network_input": "3 channels, CLAHE on LAB-L, in [0, 1]",
                   "scale": "resized to a longer side of 384 px (aspect kept), padded to a multiple of 32",
                   "field": "disc-centred photographs (Drishti-GS1-like, ~30 deg FOV)"},
-        "preprocessing": ("resize (area) to a longer side of 384 px; CLAHE (clip 2.0, 8x8) on the L channel of CIE-LAB; "
-                          "RGB scaled to [0, 1]; zero-padded to a multiple of 32; sigmoid; probabilities resized "
-                          f"back to the input size; threshold {args.threshold}; disc = the roundest connected component of (disc or "
-                          "cup) among those at least a quarter the area of the largest; cup = largest component of cup "
-                          f"inside the disc; outlines post-processed as '{args.disc_shape}' "
-                          "(components: as they are; hull: convex hull; ellipse: least-squares ellipse fit), "
-                          "chosen on a validation split held out of the training images (docs/benchmarks/fundus_disc_validation.md)."),
+        "preprocessing": preprocessing_text(args.threshold, args.disc_shape),
         "classes": ["background", "disc (outside cup)", "cup"],
         "training_data": ("Drishti-GS1 official training split (50 images, stored downscaled x4, ~512x438); targets: "
                           "soft maps >= 128, i.e. marked by at least 2 of 4 experts (the disc includes the cup)"),
