@@ -277,6 +277,7 @@ class RelayHook(Protocol):
     * ``before_site(ctx)`` / ``after_site(ctx)`` — snapshot the arriving model, compute importances, ...
     * ``extra_loss(ctx, batch, out) -> Tensor | None`` — a penalty added to the task loss.
     * ``adapt_dataset(ctx, ds) -> Dataset`` — e.g. mix in replayed samples.
+    * ``lr_scale(ctx) -> float`` — a factor on this site's learning rate (factors of several hooks multiply).
     * ``state_dict() / load_state_dict(d)`` — tensors the strategy carries in the baton.
     """
 

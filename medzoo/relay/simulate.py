@@ -24,8 +24,8 @@ from medzoo.core import Task, save_model
 from medzoo.relay import api, metrics
 from medzoo.relay import baselines as bl
 from medzoo.relay.baton import Baton
-from medzoo.relay.strategies import list_strategies
-from medzoo.relay.trainer import TrainConfig
+from medzoo.relay.strategies import list_strategies, make_strategy, strategy_defaults
+from medzoo.relay.trainer import TrainConfig, state_fingerprint
 
 BudgetName = Literal["tiny", "small", "full"]
 BASELINES = ("single", "ensemble", "pooled", "cyclic", "fedavg")
@@ -77,6 +77,41 @@ class CachedDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
         return self.items[i]
 
 
+def _load_priors(paths: Sequence[str | Path]) -> list[tuple[str, dict[str, Any]]]:
+    """Earlier results to reuse from; a file without ``init_sha256`` (older medzoo) takes the fingerprint of the
+    ``init.safetensors`` beside it, when that file is there."""
+    import json
+
+    out = []
+    for p in map(Path, paths):
+        if not p.is_file():
+            continue
+        r = json.loads(p.read_text())
+        if "init_sha256" not in r and (p.parent / "init.safetensors").is_file():
+            r["init_sha256"] = _file_fingerprint(p.parent / "init.safetensors")
+        out.append((str(p), r))
+    return out
+
+
+def _file_fingerprint(path: Path) -> str:
+    """:func:`~medzoo.relay.trainer.state_fingerprint` of the tensors in a medzoo model file."""
+    from medzoo.core import read_model_file
+
+    return state_fingerprint(read_model_file(path)[3])
+
+
+def _find_run(priors: Sequence[tuple[str, dict[str, Any]]], strategy: str, settings: Mapping[str, Any],
+              order: list[str]) -> dict[str, Any] | None:
+    """A finished run of ``strategy`` with ``settings`` in ``order`` among ``priors`` (settings an older medzoo did
+    not record count as today's defaults), marked with where it came from."""
+    defaults = strategy_defaults(strategy)
+    for src, res in priors:
+        for r in res.get("runs", []):
+            if r.get("strategy") == strategy and r.get("order") == order and {**defaults, **r.get("settings", {})} == dict(settings):
+                return {**r, "reused_from": src}
+    return None
+
+
 def _eval(task: Task, net: nn.Module, ds: Any, device: str) -> tuple[float, list[float]]:
     res = task.evaluate(net, ds, device=device)
     key = task.spec.primary_metric
@@ -87,7 +122,8 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
              orders: Literal["given", "all"] | Sequence[Sequence[str]] = "given", budget: BudgetName | Budget = "tiny",
              external: Sequence[str] = (), baselines: Sequence[str] | Literal["all", "none"] = "all", seed: int = 0,
              device: str = "cpu", init: str | None = None, strategy_opts: Mapping[str, Mapping[str, Any]] | None = None,
-             progress: bool = False, log: Callable[[str], None] = print, **budget_overrides: Any) -> dict[str, Any]:
+             progress: bool = False, log: Callable[[str], None] = print, reuse: Sequence[str | Path] = (),
+             **budget_overrides: Any) -> dict[str, Any]:
     """Run relays and baselines on ``sites``; write JSON, Markdown and heatmaps under ``out``; return the results.
 
     Args:
@@ -100,6 +136,10 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
         baselines: subset of ``("single", "ensemble", "pooled", "cyclic", "fedavg")``, ``"all"`` or ``"none"``.
         init: shipped weights name or model file every method starts from (default: one random init).
         strategy_opts: per-strategy settings, e.g. ``{"ewc": {"lam": 100}}``.
+        reuse: earlier ``relay_results.json`` files. A relay run (same strategy, settings and order) or the whole
+            set of baselines found there is taken over instead of trained again when that file was made with the
+            same task, sites, budget, seed, device and initial weights (sha256 over their tensors). Reused items keep their recorded
+            wall time, which counts in this result's ``wall_s``; ``reused`` lists them.
 
     Example:
         >>> simulate("midline", ["synth-a", "synth-b"], "runs/sim", strategies="all")  # doctest: +SKIP
@@ -124,7 +164,13 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
 
     torch.manual_seed(seed)
     net0 = task.build_model(weights=init) if init is not None else task.build_model()
+    priors = _load_priors(reuse)  # before init.safetensors is rewritten: an old file may need its sha256
     init_path = save_model(task, net0, out / "init.safetensors", meta={"note": "initial weights of the simulation"})
+    init_sha = state_fingerprint(net0)
+    identity = {"task": task_name, "sites": list(map(str, sites)), "external": list(map(str, external)),
+                "budget": asdict(b), "seed": seed, "device": device, "init": init or "random", "init_sha256": init_sha}
+    priors = [(src, r) for src, r in priors if all(r.get(k) == v for k, v in identity.items())]
+    reused: dict[str, Any] = {"runs": [], "baselines": None, "wall_s": 0.0}
     all_sites = list(dict.fromkeys([*sites, *external]))
     test = {s: CachedDataset(api.subset(task.build_dataset(s, "test"), b.max_test, seed)) for s in all_sites}
     train = {s: api.subset(task.build_dataset(s, "train", augment=True), b.max_train, seed) for s in sites}
@@ -138,7 +184,16 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
         opts = dict((strategy_opts or {}).get(sname, {}))
         if sname == "relay":
             opts.setdefault("gen_epochs", b.gen_epochs)
+        want = make_strategy(sname, **opts).settings_json()
         for order in order_list:
+            prior = _find_run(priors, sname, want, list(map(str, order)))
+            if prior is not None:
+                runs.append(prior)
+                reused["runs"].append(f"{sname}:{'-'.join(prior['order'])}")
+                reused["wall_s"] += float(prior.get("wall_s", 0.0))
+                log(f"  {tag}{sname} [{' -> '.join(prior['order'])}]: reused from {prior['reused_from']} "
+                    f"(final avg {prior['final_avg']:.4f})")
+                continue
             t0 = time.perf_counter()
             bdir = out / "batons" / sname / "-".join(Path(str(s)).name for s in order)
             prev = api.start(task_name, bdir / "0-start.baton", init=str(init_path), strategy=sname, overwrite=True, **opts)
@@ -170,7 +225,16 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
                          "baton": str(prev), "wall_s": round(time.perf_counter() - t0, 1)})
 
     base: dict[str, Any] = {}
-    if base_names:
+    prior_base = next(((src, r["baselines"]) for src, r in priors
+                       if base_names and all(any(k == n or k.startswith(n + ":") for k in r.get("baselines", {}))
+                                             for n in base_names)), None)
+    if prior_base is not None:
+        src, pb = prior_base
+        base = {k: v for k, v in pb.items() if k.split(":", 1)[0] in base_names}
+        reused["baselines"] = str(src)
+        reused["wall_s"] += sum(float(v.get("wall_s", 0.0)) for v in base.values())
+        log(f"  {tag}baselines {', '.join(base)}: reused from {src}")
+    elif base_names:
         datasets = [train[s] for s in sites]
 
         def score(net: nn.Module) -> dict[str, Any]:
@@ -210,7 +274,8 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
                "primary_metric": task.spec.primary_metric, "higher_is_better": hib, "budget": asdict(b), "seed": seed,
                "device": device, "init": init or "random", "init_scores": init_scores, "runs": runs,
                "baselines": base, "order_study": order_study, "definitions": report.DEFINITIONS,
-               "wall_s": round(time.perf_counter() - t_start, 1)}
+               "init_sha256": init_sha, "reused": reused,
+               "wall_s": round(time.perf_counter() - t_start + reused["wall_s"], 1)}
     atomic_write_json(out / "relay_results.json", results)
     report.write_all(results, out)
     log(report.summary_text(results))

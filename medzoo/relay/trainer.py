@@ -32,7 +32,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,10 +105,11 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + 7_919 * (epoch + 1)) % (2**31 - 1)
 
 
-def state_fingerprint(model: nn.Module) -> str:
-    """sha256 over a model's state dict (names, dtypes, shapes, bytes)."""
+def state_fingerprint(model: nn.Module | Mapping[str, torch.Tensor]) -> str:
+    """sha256 over a model's state dict, or a given state dict (names, dtypes, shapes, bytes)."""
     h = hashlib.sha256()
-    for k, v in sorted(model.state_dict().items()):
+    state = model.state_dict() if isinstance(model, nn.Module) else model
+    for k, v in sorted(state.items()):
         t = v.detach().to("cpu").contiguous()
         h.update(f"{k}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
@@ -161,7 +162,8 @@ def train_site(
         stop_after_epochs: stop (without ``after_site``) after this many epochs in total: simulates a kill.
 
     Returns:
-        ``{"loss", "steps", "wall_s", "cpu_s", "resumed_from_epoch", "completed"}``.
+        ``{"loss", "steps", "wall_s", "cpu_s", "resumed_from_epoch", "completed", "lr_scale"}`` (``lr_scale``: the
+        product of the hooks' ``lr_scale(ctx)`` factors applied to ``config.lr`` at this site).
 
     Example:
         >>> from medzoo import get_task                          # doctest: +SKIP
@@ -200,7 +202,8 @@ def train_site(
         cuda_ids = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else None
         net = DDP(model, device_ids=cuda_ids)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    lr_scale = math.prod(float(f) for f in _call(hooks, "lr_scale", ctx))
+    opt = torch.optim.AdamW(params, lr=config.lr * lr_scale, weight_decay=config.weight_decay)
     total = max(1, config.epochs * len(loader))
 
     def lr_at(step: int) -> float:
@@ -283,5 +286,5 @@ def train_site(
         _call(hooks, "after_site", ctx)
     model.eval()
     return {"loss": last, "steps": float(step), "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
-            "resumed_from_epoch": float(resumed_from), "completed": float(completed)}
+            "resumed_from_epoch": float(resumed_from), "completed": float(completed), "lr_scale": lr_scale}
 

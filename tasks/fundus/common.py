@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -36,10 +37,13 @@ def command_line() -> str:
 
 
 def train(task: Task, net: torch.nn.Module, dataset: Any, cfg: TrainConfig, *, site: str, ckpt: Path,
-          log: Path | None = None, validate: Any = None) -> dict[str, float]:
+          log: Path | None = None, validate: Any = None, resume_dir: Path | None = None) -> dict[str, float]:
     """Run :func:`medzoo.relay.trainer.train_site`, saving ``ckpt`` (a medzoo model file) after every epoch.
 
     ``validate(epoch) -> dict | None``, when given, runs after each epoch; what it returns joins the epoch's log line.
+    ``resume_dir``: the trainer's full checkpoint (model, optimiser, schedule) is written there after every epoch;
+    rerunning the same command after an interruption resumes from it (same seed: same weights as an uninterrupted
+    run). It is removed once training finishes.
     """
 
     def on_epoch_end(epoch: int, stats: dict[str, float]) -> None:
@@ -53,7 +57,14 @@ def train(task: Task, net: torch.nn.Module, dataset: Any, cfg: TrainConfig, *, s
                 f.write(line + "\n")
         net.train()
 
-    return train_site(task, net, dataset, cfg, site_name=site, progress=False, on_epoch_end=on_epoch_end)
+    stats = train_site(task, net, dataset, cfg, site_name=site, progress=False, on_epoch_end=on_epoch_end,
+                       checkpoint_dir=resume_dir)
+    if stats.get("resumed_from_epoch"):
+        print(f"resumed from the checkpoint in {resume_dir} after epoch {int(stats['resumed_from_epoch'])}; "
+              "wall/CPU seconds cover this process only", flush=True)
+    if resume_dir is not None:
+        shutil.rmtree(resume_dir, ignore_errors=True)
+    return stats
 
 
 def ship(task: Task, net: torch.nn.Module, out_dir: Path, *, name: str, card: dict[str, Any],
@@ -94,6 +105,8 @@ def recipe_args(doc: str | None, *, name: str, epochs: int, batch_size: int) -> 
     ap.add_argument("--ckpt", type=Path, default=Path(f"/tmp/{name}.ckpt.safetensors"))
     ap.add_argument("--log", type=Path, default=None, help="append one JSON line per epoch here")
     ap.add_argument("--init", type=Path, default=None, help="start from this checkpoint")
+    ap.add_argument("--resume-dir", type=Path, default=Path("runs") / "recipes" / name,
+                    help="full training checkpoint after every epoch; rerun the same command to resume (default: %(default)s)")
     return ap
 
 

@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
                       extra={"crop": [352, 384], "longer_side": 384, "loss": "dice+bce",
                              "init": str(args.init) if args.init else None})
     print(f"training on {len(ds)} images/epoch for {args.epochs} epochs", flush=True)
-    stats = train(task, net, ds, cfg, site="drishti", ckpt=args.ckpt, log=args.log, validate=validate)
+    stats = train(task, net, ds, cfg, site="drishti", ckpt=args.ckpt, log=args.log, validate=validate, resume_dir=args.resume_dir)
     if args.holdout:
         write_validation(history, args, len(ds), val_ids)
         return 0

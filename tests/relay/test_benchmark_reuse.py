@@ -1,41 +1,54 @@
-"""The fundus relay benchmark reuses a finished phase only when budget, seed, strategies and settings all match."""
+"""``simulate(reuse=...)`` takes over finished runs only when strategy, settings, order, budget, seed and initial
+weights all match, and trains the rest (what lets the 2 h fundus benchmark rerun only what changed)."""
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from medzoo.relay.baton import Baton
+from medzoo.relay.simulate import simulate
 
 
-def _bench():  # type: ignore[no-untyped-def]
-    sys.path.insert(0, str(ROOT / "tasks" / "relay"))
-    sys.modules.pop("common", None)  # tasks/fundus has a module of the same name
-    try:
-        return importlib.import_module("benchmark_fundus")
-    finally:
-        sys.path.remove(str(ROOT / "tasks" / "relay"))
+def test_simulate_reuses_only_matching_runs(toy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    kw = dict(budget="tiny", epochs=1, n_boot=20, log=lambda s: None)
+    first = simulate(toy.spec.name, ["a", "b"], tmp_path / "one", strategies=["naive", "lwf"],
+                     baselines=["single", "pooled"], **kw)
+    prior = tmp_path / "one" / "relay_results.json"
+    assert first["reused"] == {"runs": [], "baselines": None, "wall_s": 0.0}
+
+    # same everything, LwF with another setting: naive and the baselines are taken over, LwF is trained again
+    second = simulate(toy.spec.name, ["a", "b"], tmp_path / "two", strategies=["naive", "lwf"],
+                      baselines=["single", "pooled"], strategy_opts={"lwf": {"alpha": 3.0}}, reuse=[prior], **kw)
+    assert second["reused"]["runs"] == ["naive:a-b"] and second["reused"]["baselines"] == str(prior)
+    by = {r["strategy"]: r for r in second["runs"]}
+    assert by["naive"]["R"] == first["runs"][0]["R"] and by["naive"]["reused_from"] == str(prior)
+    assert "reused_from" not in by["lwf"] and by["lwf"]["settings"]["alpha"] == 3.0
+    assert second["baselines"] == first["baselines"]
+    assert second["wall_s"] >= second["reused"]["wall_s"] > 0  # reused runs keep counting in the wall time
+
+    # another seed (so other initial weights and subsets) or another budget: nothing is reused
+    third = simulate(toy.spec.name, ["a", "b"], tmp_path / "three", strategies=["naive"], baselines="none",
+                     seed=1, reuse=[prior], **kw)
+    assert third["reused"]["runs"] == []
+    fourth = simulate(toy.spec.name, ["a", "b"], tmp_path / "four", strategies=["naive"], baselines="none",
+                      reuse=[prior], **{**kw, "epochs": 2})
+    assert fourth["reused"]["runs"] == []
 
 
-def test_run_phase_reuses_only_a_matching_finished_phase(tmp_path: Path) -> None:
-    bench = _bench()
-    budget = {"epochs": 6, "max_train": 96, "max_test": 8, "gen_epochs": 10}
-    done = {"budget": budget, "seed": 0, "wall_s": 12.0,
-            "runs": [{"strategy": "lwf", "settings": {"alpha": 1.0}}, {"strategy": "naive", "settings": {}}]}
-    (tmp_path / "relay_results.json").write_text(json.dumps(done))
-    calls = []
-
-    def run() -> dict:  # type: ignore[type-arg]
-        calls.append(1)
-        return {"fresh": True}
-
-    assert bench._run_phase(tmp_path, budget, 0, run, strategies=["naive", "lwf"], opts={"lwf": {"alpha": "1.0"}})["wall_s"] == 12.0
-    assert not calls
-    assert bench._run_phase(tmp_path, {**budget, "epochs": 7}, 0, run) == {"fresh": True}  # other budget
-    assert bench._run_phase(tmp_path, budget, 1, run) == {"fresh": True}  # other seed
-    assert bench._run_phase(tmp_path, budget, 0, run, strategies=["lwf"]) == {"fresh": True}  # other strategies
-    assert bench._run_phase(tmp_path, budget, 0, run, opts={"lwf": {"alpha": "4"}}) == {"fresh": True}  # other setting
-    assert bench._run_phase(tmp_path / "missing", budget, 0, run) == {"fresh": True}
-    assert len(calls) == 5
+def test_reuse_treats_settings_an_older_file_lacks_as_defaults(toy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    kw = dict(budget="tiny", epochs=1, n_boot=20, log=lambda s: None, strategies=["lwf"], baselines="none")
+    simulate(toy.spec.name, ["a", "b"], tmp_path / "one", **kw)
+    prior = tmp_path / "one" / "relay_results.json"
+    old = json.loads(prior.read_text())
+    del old["init_sha256"]  # written before medzoo recorded it: the init.safetensors beside it stands in
+    for r in old["runs"]:
+        r["settings"].pop("site_lr_decay")  # a setting added later, whose default is the old behaviour
+    prior.write_text(json.dumps(old))
+    again = simulate(toy.spec.name, ["a", "b"], tmp_path / "two", reuse=[prior], **kw)
+    assert again["reused"]["runs"] == ["lwf:a-b"]
+    other = simulate(toy.spec.name, ["a", "b"], tmp_path / "three", reuse=[prior],
+                     strategy_opts={"lwf": {"site_lr_decay": 0.5}}, **kw)
+    assert other["reused"]["runs"] == []
+    ledger = Baton.read(other["runs"][0]["baton"]).ledger
+    assert [e["train_config"]["lr_scale"] for e in ledger if e.get("kind") == "train"] == [1.0, 0.5]

@@ -85,6 +85,12 @@ class Strategy:
         if state:
             raise ValueError(f"strategy {self.name!r} carries no state, got {sorted(state)[:3]}")
 
+    def lr_scale(self, ctx: Any) -> float:
+        """This site's learning-rate factor: ``settings.site_lr_decay ** site_index`` when the strategy has that
+        setting (the per-task decay of Mirzadeh et al., NeurIPS 2020, "Understanding the role of training regimes
+        in continual learning": later sites take smaller steps from the arriving model), else 1."""
+        return float(getattr(self.settings, "site_lr_decay", 1.0)) ** ctx.site_index
+
     def ledger_note(self) -> dict[str, Any]:
         """JSON-able facts for this site's ledger entry (e.g. the replay generator's memorisation measure)."""
         return {}

@@ -83,6 +83,7 @@ class EWCSettings:
         gamma: decay of online EWC.
         max_batches: batches used to estimate the Fisher diagonal at the end of a site.
         batch_size: batch size of that estimate.
+        site_lr_decay: learning-rate factor per earlier site (site k trains at ``lr * site_lr_decay**k``; 1 = off).
     """
 
     lam: float = 1000.0
@@ -90,6 +91,7 @@ class EWCSettings:
     gamma: float = 1.0
     max_batches: int = 32
     batch_size: int = 8
+    site_lr_decay: float = 1.0
 
 
 class ImportanceStrategy(Strategy):

@@ -60,9 +60,11 @@ class Distillation:
 class LwFSettings:
     """Attributes:
         alpha: weight of the distillation term.
+        site_lr_decay: learning-rate factor per earlier site (site k trains at ``lr * site_lr_decay**k``; 1 = off).
     """
 
     alpha: float = 1.0
+    site_lr_decay: float = 1.0
 
 
 class LwF(Strategy):

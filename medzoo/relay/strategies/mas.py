@@ -46,6 +46,7 @@ class MASSettings:
         gamma: decay.
         max_batches: batches of the importance estimate.
         batch_size: batch size of that estimate.
+        site_lr_decay: learning-rate factor per earlier site (site k trains at ``lr * site_lr_decay**k``; 1 = off).
     """
 
     lam: float = 1.0
@@ -53,6 +54,7 @@ class MASSettings:
     gamma: float = 1.0
     max_batches: int = 32
     batch_size: int = 8
+    site_lr_decay: float = 1.0
 
 
 class MAS(ImportanceStrategy):

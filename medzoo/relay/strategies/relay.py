@@ -56,6 +56,7 @@ class RelaySettings:
         gen_epochs: generator epochs at each site.
         gen_max_samples: at most this many of a site's training samples feed the generator.
         max_sites: number of site conditions the generator supports.
+        site_lr_decay: learning-rate factor per earlier site (site k trains at ``lr * site_lr_decay**k``; 1 = off).
     """
 
     merge: Literal["second-half", "end", "off"] = "second-half"
@@ -68,6 +69,7 @@ class RelaySettings:
     gen_epochs: int = 30
     gen_max_samples: int = 256
     max_sites: int = 8
+    site_lr_decay: float = 1.0
 
 
 class Relay(Strategy):
