@@ -165,3 +165,25 @@ def test_relay_replay_switch_off_keeps_site_out_of_generator(toy) -> None:  # ty
     assert s.ledger_note()["replay"] == "off" and not s.ledger_note()["generator"]["trained_on_this_site"]
     assert all(torch.equal(gen_before[k], v) for k, v in s.state_dict().items())
     assert s.learned_sites == [0]
+
+
+def test_norm_stats_freeze_keeps_running_statistics_at_later_sites(toy) -> None:  # type: ignore[no-untyped-def]
+    cfg = TrainConfig(epochs=1, batch_size=8, lr=0.01, seed=0)
+    base = toy.build_model()
+    train_site(toy, base, toy.build_dataset("a", "train"), cfg, progress=False)
+    stats = {}
+    for mode in ("adapt", "freeze"):
+        net = copy.deepcopy(base)
+        s = make_strategy("lwf", norm_stats=mode)
+        train_site(toy, net, toy.build_dataset("c", "train"), cfg, hooks=[s], site_index=1, n_seen=24, progress=False)
+        stats[mode] = net.bn.running_mean.clone()
+        moved = float((net.bn.weight - base.bn.weight).detach().abs().max())
+        assert moved > 0  # the affine weights learn in both modes
+    assert torch.equal(stats["freeze"], base.bn.running_mean)
+    assert not torch.allclose(stats["adapt"], base.bn.running_mean)
+    first = copy.deepcopy(base)  # the first site of a relay always adapts its statistics
+    train_site(toy, first, toy.build_dataset("c", "train"), cfg, hooks=[make_strategy("lwf", norm_stats="freeze")],
+               site_index=0, n_seen=0, progress=False)
+    assert not torch.allclose(first.bn.running_mean, base.bn.running_mean)
+    with pytest.raises(StrategyError, match="norm_stats"):
+        make_strategy("ewc", norm_stats="merge")

@@ -91,6 +91,13 @@ class Strategy:
         in continual learning": later sites take smaller steps from the arriving model), else 1."""
         return float(getattr(self.settings, "site_lr_decay", 1.0)) ** ctx.site_index
 
+    def epoch_start(self, ctx: Any, epoch: int) -> None:
+        """With ``settings.norm_stats == "freeze"``, every site after the first trains with the normalisation layers'
+        running statistics fixed (BatchNorm in eval mode; its affine weights still learn): the statistics the
+        earlier sites' data set stay in place, and training normalises exactly as inference will."""
+        if getattr(self.settings, "norm_stats", "adapt") == "freeze" and ctx.n_seen > 0:
+            freeze_norm_stats(ctx.model)
+
     def ledger_note(self) -> dict[str, Any]:
         """JSON-able facts for this site's ledger entry (e.g. the replay generator's memorisation measure)."""
         return {}
@@ -108,6 +115,17 @@ def iterate_batches(dataset: Dataset[Any], batch_size: int, device: torch.device
         if max_batches is not None and i >= max_batches:
             break
         yield {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
+
+
+def freeze_norm_stats(model: nn.Module) -> int:
+    """Put every BatchNorm / InstanceNorm-with-running-stats layer of ``model`` in eval mode (running statistics
+    neither used from the batch nor updated); return how many layers were frozen."""
+    n = 0
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats:
+            m.eval()
+            n += 1
+    return n
 
 
 def float_state(model: nn.Module) -> dict[str, torch.Tensor]:

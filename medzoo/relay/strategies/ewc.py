@@ -84,6 +84,8 @@ class EWCSettings:
         max_batches: batches used to estimate the Fisher diagonal at the end of a site.
         batch_size: batch size of that estimate.
         site_lr_decay: learning-rate factor per earlier site (site k trains at ``lr * site_lr_decay**k``; 1 = off).
+        norm_stats: at sites after the first, ``"adapt"`` lets BatchNorm running statistics follow the new site's
+            data (plain training); ``"freeze"`` keeps them as they arrived (see :meth:`Strategy.epoch_start`).
     """
 
     lam: float = 1000.0
@@ -92,6 +94,7 @@ class EWCSettings:
     max_batches: int = 32
     batch_size: int = 8
     site_lr_decay: float = 1.0
+    norm_stats: Literal["adapt", "freeze"] = "adapt"
 
 
 class ImportanceStrategy(Strategy):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -61,10 +61,13 @@ class LwFSettings:
     """Attributes:
         alpha: weight of the distillation term.
         site_lr_decay: learning-rate factor per earlier site (site k trains at ``lr * site_lr_decay**k``; 1 = off).
+        norm_stats: at sites after the first, ``"adapt"`` lets BatchNorm running statistics follow the new site's
+            data (plain training); ``"freeze"`` keeps them as they arrived (see :meth:`Strategy.epoch_start`).
     """
 
     alpha: float = 1.0
     site_lr_decay: float = 1.0
+    norm_stats: Literal["adapt", "freeze"] = "adapt"
 
 
 class LwF(Strategy):

@@ -57,6 +57,8 @@ class RelaySettings:
         gen_max_samples: at most this many of a site's training samples feed the generator.
         max_sites: number of site conditions the generator supports.
         site_lr_decay: learning-rate factor per earlier site (site k trains at ``lr * site_lr_decay**k``; 1 = off).
+        norm_stats: at sites after the first, ``"adapt"`` lets BatchNorm running statistics follow the new site's
+            data (plain training); ``"freeze"`` keeps them as they arrived (see :meth:`Strategy.epoch_start`).
     """
 
     merge: Literal["second-half", "end", "off"] = "second-half"
@@ -70,6 +72,7 @@ class RelaySettings:
     gen_max_samples: int = 256
     max_sites: int = 8
     site_lr_decay: float = 1.0
+    norm_stats: Literal["adapt", "freeze"] = "adapt"
 
 
 class Relay(Strategy):
