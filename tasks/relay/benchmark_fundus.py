@@ -54,6 +54,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# Settings every protecting strategy runs with here (``--opt`` overrides them): BatchNorm running statistics stay as
+# they arrived at later sites. An ablation at this budget (docs/benchmarks/relay_fundus_ablation_lwf_bnfreeze.md)
+# halved LwF's forgetting with it; naive fine-tuning stays plain.
+STRATEGY_OPTS: dict[str, dict[str, str]] = {s: {"norm_stats": "freeze"} for s in ("ewc", "lwf", "mas", "relay")}
+
+
 def check_targets(res: dict[str, Any], order_res: dict[str, Any] | None, wall_s: float) -> dict[str, Any]:
     """Measured answers to issue 3's targets (booleans and the numbers behind them)."""
     runs = [r for r in res["runs"] if r["order"] == SITES]
@@ -142,7 +148,7 @@ def main() -> int:
         p["strategies"] = [x.strip() for x in args.strategies.split(",") if x.strip()]
     if args.baselines:
         p["baselines"] = "none" if args.baselines == "none" else [x.strip() for x in args.baselines.split(",") if x.strip()]
-    opts: dict[str, dict[str, str]] = {}
+    opts: dict[str, dict[str, str]] = {k: dict(v) for k, v in STRATEGY_OPTS.items()}
     for o in args.opt:
         if "=" not in o or "." not in o.split("=", 1)[0]:
             raise SystemExit(f"--opt expects STRATEGY.KEY=VALUE, got {o!r}")
