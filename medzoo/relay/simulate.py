@@ -100,6 +100,17 @@ def _file_fingerprint(path: Path) -> str:
     return state_fingerprint(read_model_file(path)[3])
 
 
+def _baton_matches(run: Mapping[str, Any]) -> bool:
+    """Whether the final baton a run recorded is still that run's (a later run of the same strategy and order with
+    other settings writes to the same path)."""
+    try:
+        b = Baton.read(run["baton"])
+    except Exception:  # noqa: BLE001 - missing, unreadable or foreign: not this run's baton
+        return False
+    return {**strategy_defaults(run["strategy"]), **run.get("settings", {})} == \
+        {**strategy_defaults(run["strategy"]), **b.strategy_settings} and b.sites == run.get("order")
+
+
 def _find_run(priors: Sequence[tuple[str, dict[str, Any]]], strategy: str, settings: Mapping[str, Any],
               order: list[str]) -> dict[str, Any] | None:
     """A finished run of ``strategy`` with ``settings`` in ``order`` among ``priors`` (settings an older medzoo did
@@ -108,7 +119,7 @@ def _find_run(priors: Sequence[tuple[str, dict[str, Any]]], strategy: str, setti
     for src, res in priors:
         for r in res.get("runs", []):
             if r.get("strategy") == strategy and r.get("order") == order and {**defaults, **r.get("settings", {})} == dict(settings):
-                return {**r, "reused_from": src}
+                return {**r, "reused_from": src, "baton": r.get("baton") if _baton_matches(r) else None}
     return None
 
 

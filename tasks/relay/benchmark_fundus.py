@@ -54,10 +54,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-# Settings every protecting strategy runs with here (``--opt`` overrides them): BatchNorm running statistics stay as
-# they arrived at later sites. An ablation at this budget (docs/benchmarks/relay_fundus_ablation_lwf_bnfreeze.md)
-# halved LwF's forgetting with it; naive fine-tuning stays plain.
-STRATEGY_OPTS: dict[str, dict[str, str]] = {s: {"norm_stats": "freeze"} for s in ("ewc", "lwf", "mas", "relay")}
+# Settings the benchmark gives a strategy (``--opt`` overrides them). The Relay Learning recipe keeps BatchNorm running
+# statistics as they arrived at later sites: otherwise its replayed generator samples (blurred 64 px images) set
+# them, and the network collapses (docs/relay.md). The other strategies run with their defaults: with
+# norm_stats=freeze LwF forgot less in the given order but ended lower over the six orders
+# (docs/benchmarks/relay_fundus_ablation_bnfreeze_all.md).
+STRATEGY_OPTS: dict[str, dict[str, str]] = {"relay": {"norm_stats": "freeze"}}
 
 
 def check_targets(res: dict[str, Any], order_res: dict[str, Any] | None, wall_s: float) -> dict[str, Any]:
@@ -115,9 +117,18 @@ def targets_md(t: dict[str, Any], preset: str) -> str:
 
 def _prior(folder: Path) -> list[Path]:
     """The phase's earlier results, offered to ``simulate(reuse=...)``: every run whose strategy, settings, order,
-    budget, seed and initial weights match is taken over, the rest is trained."""
+    budget, seed and initial weights match is taken over, the rest is trained. Each earlier ``relay_results.json``
+    is first kept as ``history/relay_results-<time>.json`` (the new run overwrites the file), so a setting tried
+    once and dropped again is not trained twice."""
+    import shutil
+    import time as _time
+
     done = folder / "relay_results.json"
-    return [done] if done.is_file() else []
+    if done.is_file():
+        hist = folder / "history"
+        hist.mkdir(exist_ok=True)
+        shutil.copy2(done, hist / f"relay_results-{_time.strftime('%Y%m%dT%H%M%S', _time.gmtime(done.stat().st_mtime))}.json")
+    return sorted((folder / "history").glob("relay_results-*.json"), reverse=True) if (folder / "history").is_dir() else []
 
 
 def main() -> int:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from medzoo.relay.baton import Baton
-from medzoo.relay.simulate import simulate
+from medzoo.relay.simulate import _baton_matches, simulate
 
 
 def test_simulate_reuses_only_matching_runs(toy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -23,6 +23,12 @@ def test_simulate_reuses_only_matching_runs(toy, tmp_path: Path) -> None:  # typ
     assert second["reused"]["runs"] == ["naive:a-b"] and second["reused"]["baselines"] == str(prior)
     by = {r["strategy"]: r for r in second["runs"]}
     assert by["naive"]["R"] == first["runs"][0]["R"] and by["naive"]["reused_from"] == str(prior)
+    assert by["naive"]["baton"] == first["runs"][0]["baton"]  # still that run's baton
+    # a record whose baton path now holds another run's baton (other settings) or nothing is not that run's baton
+    lwf_run = next(r for r in first["runs"] if r["strategy"] == "lwf")
+    assert _baton_matches(lwf_run)
+    assert not _baton_matches({**lwf_run, "settings": {"alpha": 3.0}})
+    assert not _baton_matches({**lwf_run, "baton": str(tmp_path / "missing.baton")})
     assert "reused_from" not in by["lwf"] and by["lwf"]["settings"]["alpha"] == 3.0
     assert second["baselines"] == first["baselines"]
     assert second["wall_s"] >= second["reused"]["wall_s"] > 0  # reused runs keep counting in the wall time
