@@ -121,13 +121,12 @@ def _prior(folder: Path) -> list[Path]:
     is first kept as ``history/relay_results-<time>.json`` (the new run overwrites the file), so a setting tried
     once and dropped again is not trained twice."""
     import shutil
-    import time as _time
 
     done = folder / "relay_results.json"
     if done.is_file():
         hist = folder / "history"
         hist.mkdir(exist_ok=True)
-        shutil.copy2(done, hist / f"relay_results-{_time.strftime('%Y%m%dT%H%M%S', _time.gmtime(done.stat().st_mtime))}.json")
+        shutil.copy2(done, hist / f"relay_results-{time.strftime('%Y%m%dT%H%M%S', time.gmtime(done.stat().st_mtime))}.json")
     return sorted((folder / "history").glob("relay_results-*.json"), reverse=True) if (folder / "history").is_dir() else []
 
 
