@@ -8,6 +8,7 @@ error that lists the allowed values, never a silently ignored option.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Literal, get_args, get_origin
@@ -73,6 +74,16 @@ class Strategy:
 
     def __init__(self, settings: Any) -> None:
         self.settings = settings
+        self._arriving_norm: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def before_site(self, ctx: Any) -> None:
+        """With ``settings.norm_stats == "pool"``, remember the normalisation statistics the model arrived with
+        (subclasses that override this call ``super().before_site(ctx)``). The trainer calls it on the arriving
+        weights, before a checkpoint is loaded, so a resumed site mixes with the same statistics."""
+        self._arriving_norm = {}
+        if getattr(self.settings, "norm_stats", "adapt") == "pool" and ctx.n_seen > 0:
+            self._arriving_norm = {n: (m.running_mean.detach().clone(), m.running_var.detach().clone())
+                                   for n, m in norm_layers(ctx.model)}
 
     def settings_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self.settings)
@@ -92,11 +103,30 @@ class Strategy:
         return float(getattr(self.settings, "site_lr_decay", 1.0)) ** ctx.site_index
 
     def epoch_start(self, ctx: Any, epoch: int) -> None:
-        """With ``settings.norm_stats == "freeze"``, every site after the first trains with the normalisation layers'
-        running statistics fixed (BatchNorm in eval mode; its affine weights still learn): the statistics the
-        earlier sites' data set stay in place, and training normalises exactly as inference will."""
-        if getattr(self.settings, "norm_stats", "adapt") == "freeze" and ctx.n_seen > 0:
-            freeze_norm_stats(ctx.model)
+        """Normalisation statistics at sites after the first, by ``settings.norm_stats``:
+
+        - ``"adapt"`` (default): plain training; BatchNorm running statistics follow this site's batches, so
+          the earlier sites' statistics are overwritten.
+        - ``"freeze"``: the layers' running statistics stay as they arrived (BatchNorm in eval mode; its affine
+          weights still learn), and training normalises exactly as inference will.
+        - ``"pool"``: at the start of every epoch, this site's own statistics are measured at the current
+          weights (:func:`site_norm_stats`) and mixed with the arriving ones by sample count,
+          ``n_seen : n_site``, as the mean and variance of the union of the sites' data
+          (:func:`mix_norm_stats`); the layers then train frozen at that mixture. The statistics of the
+          final model thus estimate those of all sites' data pooled, as central training's would.
+        """
+        mode = getattr(self.settings, "norm_stats", "adapt")
+        if ctx.n_seen <= 0 or mode == "adapt":
+            return
+        if mode == "pool":
+            if not self._arriving_norm:
+                raise StrategyError("norm_stats=pool: before_site did not record the arriving statistics "
+                                    f"(does {type(self).__name__}.before_site call super().before_site?)")
+            n_k = len(ctx.train_dataset)
+            mix_norm_stats(ctx.model, self._arriving_norm,
+                           site_norm_stats(ctx.task, ctx.model, ctx.train_dataset, ctx.device, seed=epoch),
+                           w_old=ctx.n_seen / (ctx.n_seen + n_k))
+        freeze_norm_stats(ctx.model)
 
     def ledger_note(self) -> dict[str, Any]:
         """JSON-able facts for this site's ledger entry (e.g. the replay generator's memorisation measure)."""
@@ -126,6 +156,60 @@ def freeze_norm_stats(model: nn.Module) -> int:
             m.eval()
             n += 1
     return n
+
+
+def norm_layers(model: nn.Module) -> list[tuple[str, nn.modules.batchnorm._NormBase]]:
+    """``(name, layer)`` for every normalisation layer of ``model`` that keeps running statistics."""
+    return [(n, m) for n, m in model.named_modules()
+            if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats and m.running_mean is not None]
+
+
+@torch.no_grad()
+def site_norm_stats(task: Any, model: nn.Module, dataset: Dataset[Any], device: torch.device, *,
+                    max_samples: int = 64, batch_size: int = 8, seed: int = 0) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Running ``(mean, var)`` of every normalisation layer measured on (up to ``max_samples`` of) ``dataset`` at
+    the model's current weights: a forward pass in training mode with cumulative averaging (``momentum=None``).
+    The model's own statistics, momenta and train/eval mode are left exactly as they were."""
+    layers = norm_layers(model)
+    saved = {n: (m.momentum, m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone(), m.training)
+             for n, m in layers}
+    was_training = model.training
+    try:
+        model.train()
+        for _, m in layers:
+            m.reset_running_stats()
+            m.momentum = None
+        for batch in iterate_batches(dataset, batch_size, device, max_batches=max(1, math.ceil(max_samples / batch_size)),
+                                     seed=seed):
+            task.step(model, batch)
+        return {n: (m.running_mean.clone(), m.running_var.clone()) for n, m in layers}
+    finally:
+        for n, m in layers:
+            mom, mean, var, nbt, tr = saved[n]
+            m.momentum = mom
+            m.running_mean.copy_(mean)
+            m.running_var.copy_(var)
+            m.num_batches_tracked.copy_(nbt)
+        model.train(was_training)
+        for n, m in layers:
+            m.train(saved[n][4])
+
+
+@torch.no_grad()
+def mix_norm_stats(model: nn.Module, old: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
+                   new: Mapping[str, tuple[torch.Tensor, torch.Tensor]], w_old: float) -> None:
+    """Set every normalisation layer's running statistics to the mixture ``w_old * old + (1 - w_old) * new``:
+    mean ``a*m1 + b*m2``, variance ``a*v1 + b*v2 + a*b*(m1 - m2)**2`` (the variance of the union)."""
+    if not 0.0 <= w_old <= 1.0:
+        raise ValueError(f"w_old must lie in [0, 1], got {w_old}")
+    a, b = w_old, 1.0 - w_old
+    for n, m in norm_layers(model):
+        if n not in old or n not in new:
+            raise StrategyError(f"normalisation layer {n!r} has no recorded statistics to mix")
+        (m1, v1), (m2, v2) = old[n], new[n]
+        m1, v1, m2, v2 = (t.to(m.running_mean.device, m.running_mean.dtype) for t in (m1, v1, m2, v2))
+        m.running_mean.copy_(a * m1 + b * m2)
+        m.running_var.copy_(a * v1 + b * v2 + a * b * (m1 - m2) ** 2)
 
 
 def float_state(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -85,7 +85,8 @@ class EWCSettings:
         batch_size: batch size of that estimate.
         site_lr_decay: learning-rate factor per earlier site (site k trains at ``lr * site_lr_decay**k``; 1 = off).
         norm_stats: at sites after the first, ``"adapt"`` lets BatchNorm running statistics follow the new site's
-            data (plain training); ``"freeze"`` keeps them as they arrived (see :meth:`Strategy.epoch_start`).
+            data (plain training); ``"freeze"`` keeps them as they arrived; ``"pool"`` trains at the sample-weighted mixture
+            of the arriving and this site\'s statistics (see :meth:`Strategy.epoch_start`).
     """
 
     lam: float = 1000.0
@@ -94,7 +95,7 @@ class EWCSettings:
     max_batches: int = 32
     batch_size: int = 8
     site_lr_decay: float = 1.0
-    norm_stats: Literal["adapt", "freeze"] = "adapt"
+    norm_stats: Literal["adapt", "freeze", "pool"] = "adapt"
 
 
 class ImportanceStrategy(Strategy):
@@ -115,6 +116,7 @@ class ImportanceStrategy(Strategy):
         raise NotImplementedError
 
     def before_site(self, ctx: SiteContext) -> None:
+        super().before_site(ctx)
         if not self.importance and ctx.n_seen > 0:
             self.importance = self.compute_importance(ctx)
             self.anchor = {n: p.detach().clone() for n, p in ctx.model.named_parameters() if n in self.importance}

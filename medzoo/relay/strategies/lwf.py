@@ -62,12 +62,13 @@ class LwFSettings:
         alpha: weight of the distillation term.
         site_lr_decay: learning-rate factor per earlier site (site k trains at ``lr * site_lr_decay**k``; 1 = off).
         norm_stats: at sites after the first, ``"adapt"`` lets BatchNorm running statistics follow the new site's
-            data (plain training); ``"freeze"`` keeps them as they arrived (see :meth:`Strategy.epoch_start`).
+            data (plain training); ``"freeze"`` keeps them as they arrived; ``"pool"`` trains at the sample-weighted mixture
+            of the arriving and this site\'s statistics (see :meth:`Strategy.epoch_start`).
     """
 
     alpha: float = 1.0
     site_lr_decay: float = 1.0
-    norm_stats: Literal["adapt", "freeze"] = "adapt"
+    norm_stats: Literal["adapt", "freeze", "pool"] = "adapt"
 
 
 class LwF(Strategy):
@@ -81,6 +82,7 @@ class LwF(Strategy):
         self.reg: Distillation | None = None
 
     def before_site(self, ctx: SiteContext) -> None:
+        super().before_site(ctx)
         self.reg = Distillation(ctx.task, self.settings.alpha)
         if ctx.n_seen > 0:
             self.reg.set_teacher(ctx.model)

@@ -58,7 +58,8 @@ class RelaySettings:
         max_sites: number of site conditions the generator supports.
         site_lr_decay: learning-rate factor per earlier site (site k trains at ``lr * site_lr_decay**k``; 1 = off).
         norm_stats: at sites after the first, ``"adapt"`` lets BatchNorm running statistics follow the new site's
-            data (plain training); ``"freeze"`` keeps them as they arrived (see :meth:`Strategy.epoch_start`).
+            data (plain training); ``"freeze"`` keeps them as they arrived; ``"pool"`` trains at the sample-weighted mixture
+            of the arriving and this site\'s statistics (see :meth:`Strategy.epoch_start`).
     """
 
     merge: Literal["second-half", "end", "off"] = "second-half"
@@ -72,7 +73,7 @@ class RelaySettings:
     gen_max_samples: int = 256
     max_sites: int = 8
     site_lr_decay: float = 1.0
-    norm_stats: Literal["adapt", "freeze"] = "adapt"
+    norm_stats: Literal["adapt", "freeze", "pool"] = "adapt"
 
 
 class Relay(Strategy):
@@ -102,6 +103,7 @@ class Relay(Strategy):
 
     # -- hooks ------------------------------------------------------------------------------------------
     def before_site(self, ctx: SiteContext) -> None:
+        super().before_site(ctx)
         s = self.settings
         if ctx.site_index >= s.max_sites and self.replay_on:
             raise StrategyError(f"the replay generator supports {s.max_sites} sites; this is site {ctx.site_index + 1} "
@@ -149,7 +151,10 @@ class Relay(Strategy):
         if s.merge == "end" and epoch != ctx.epochs - 1:
             return None
         self._note["merge"]["after_epochs"].append(epoch + 1)
-        return weighted_merge(self._anchor, ctx.model.state_dict(), ctx.n_seen, len(ctx.train_dataset))  # type: ignore[arg-type]
+        merged = weighted_merge(self._anchor, ctx.model.state_dict(), ctx.n_seen, len(ctx.train_dataset))  # type: ignore[arg-type]
+        if s.norm_stats == "pool":  # the pooled statistics already weigh the sites; merging would pull them back
+            merged = {k: v for k, v in merged.items() if not k.endswith((".running_mean", ".running_var"))}
+        return merged
 
     def after_site(self, ctx: SiteContext) -> None:
         s = self.settings
