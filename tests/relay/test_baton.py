@@ -69,6 +69,35 @@ def test_baton_holds_only_expected_named_tensors(toy, tmp_path: Path) -> None:  
     assert set(_header(b1)) == {"format", "baton", "integrity"}
 
 
+def test_real_fundus_baton_holds_weights_and_generator_only(data_root: Path, tmp_path: Path) -> None:
+    """A baton after a relay lap on real DRIVE images, replay on: the vessel network's weights and the generator's,
+    nothing shaped like an image and no training patch stored verbatim."""
+    from medzoo import get_task
+
+    task = get_task("fundus-vessels")
+    b0 = api.start("fundus-vessels", tmp_path / "0.baton", strategy="relay", gen_epochs=1, gen_size=32, gen_max_samples=8)
+    b1 = api.train(b0, "drive", "drive", tmp_path / "1.baton", epochs=1, batch_size=2, max_samples=4,
+                   eval_split=None, amp=False, progress=False)
+    tensors = load_file(str(b1))
+    model_names = {f"model/{k}" for k in task.build_model().state_dict()}
+    strategy_names = set(tensors) - model_names
+    assert model_names <= set(tensors)
+    assert strategy_names and all(k.startswith(("strategy/generator.", "strategy/generator_config", "strategy/generator_sites"))
+                                  for k in strategy_names), sorted(strategy_names)[:5]
+    for k, t in tensors.items():  # conv kernels are at most 7x7; an image or patch would be 32 px and more
+        assert t.dim() < 3 or max(t.shape[-2:]) <= 7, (k, tuple(t.shape))
+    ds = api.subset(task.build_dataset("drive", "train", augment=False), 8)
+    for i in range(len(ds)):
+        windows = ds[i]["image"].flatten().unfold(0, 16, 16)  # 16 consecutive pixels: the most varied run
+        probe = windows[windows.std(1).argmax()]
+        assert probe.unique().numel() >= 8
+        for k, t in tensors.items():
+            if t.is_floating_point() and t.numel() >= probe.numel():
+                assert not torch.isin(probe, t.flatten().float()).all(), k
+    entry = api.inspect(b1)["ledger"][-1]
+    assert entry["site"] == "drive" and entry["n_samples"] == 4 and entry["note"]["generator"]["trained_on_this_site"]
+
+
 def test_refuses_truncated(baton: Path) -> None:
     raw = baton.read_bytes()
     for cut in (4, 100, len(raw) // 2, len(raw) - 1):
