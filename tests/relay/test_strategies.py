@@ -13,6 +13,7 @@ from medzoo.core import SiteContext, StepOutput
 from medzoo.relay.strategies import (Distillation, QuadraticPenalty, StrategyError, fisher_diagonal, list_strategies,
                                      make_strategy, mas_importance, strategy_defaults, weighted_merge)
 from medzoo.relay.strategies.base import mix_norm_stats, site_norm_stats
+from medzoo.relay.strategies.relay import native_crop
 from medzoo.relay.strategies.replay import ConditionalVAE, fit_generator, nearest_neighbour_report
 from medzoo.relay.trainer import TrainConfig, train_site
 
@@ -231,3 +232,19 @@ def test_norm_stats_pool_trains_at_the_sample_weighted_mixture(toy) -> None:  # 
         assert torch.allclose(net.bn.running_mean, expected.bn.running_mean, atol=1e-6), s.name
         assert torch.allclose(net.bn.running_var, expected.bn.running_var, atol=1e-6), s.name
         assert not torch.allclose(net.bn.running_mean, base.bn.running_mean)
+
+
+def test_native_crop_keeps_resolution_and_prefers_the_field_of_view() -> None:
+    g = torch.Generator().manual_seed(0)
+    b = {"image": torch.rand(2, 1, 64, 64, generator=g), "target": torch.rand(2, 1, 64, 64, generator=g),
+         "fov": torch.zeros(2, 1, 64, 64), "id": ["x", "y"]}
+    b["fov"][0, :, 40:, 40:] = 1  # bottom right
+    b["fov"][1, :, :16, :16] = 1  # top left
+    out = native_crop(b, 32)
+    assert out["image"].shape == (2, 1, 32, 32) and out["id"] == ["x", "y"]
+    assert torch.equal(out["image"][0], b["image"][0, :, 32:, 32:]) and torch.equal(out["target"][0], b["target"][0, :, 32:, 32:])
+    assert torch.equal(out["image"][1], b["image"][1, :, :32, :32])
+    with pytest.raises(StrategyError, match="dense task"):
+        native_crop({"image": b["image"], "target": torch.tensor([0, 1])}, 32)
+    with pytest.raises(StrategyError, match="smaller"):
+        native_crop(b, 128)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from medzoo.core import SiteContext, StepOutput
@@ -42,6 +43,43 @@ def weighted_merge(old: Mapping[str, Tensor], new: Mapping[str, Tensor], n_prev:
     return out
 
 
+def native_crop(batch: Mapping[str, Any], size: int) -> dict[str, Any]:
+    """Every spatial tensor of a dense-task batch (``image``, ``target``, ``fov``...: 4-D with the image's height
+    and width) cut to one ``size`` x ``size`` window per sample at native resolution: the window, on a grid of
+    stride ``size // 2``, with the largest ``fov`` fraction (ties: the first), or the centre without a ``fov``.
+
+    Raises:
+        StrategyError: the target is not spatial (a classification task), or the image is smaller than ``size``.
+
+    Example:
+        >>> b = {"image": torch.rand(2, 1, 64, 64), "target": torch.zeros(2, 1, 64, 64)}
+        >>> native_crop(b, 32)["image"].shape
+        torch.Size([2, 1, 32, 32])
+    """
+    img = batch["image"]
+    h, w = img.shape[-2:]
+    tgt = batch.get("target")
+    if not torch.is_tensor(tgt) or tgt.dim() != 4 or tuple(tgt.shape[-2:]) != (h, w):
+        raise StrategyError("gen_input=crop needs a dense task (a target with the image's height and width); "
+                            "use gen_input=resize for this task")
+    if h < size or w < size:
+        raise StrategyError(f"gen_input=crop: samples are {h}x{w}, smaller than gen_size={size}")
+    step = max(1, size // 2)
+    ys, xs = list(range(0, h - size + 1, step)), list(range(0, w - size + 1, step))
+    fov = batch.get("fov")
+    if torch.is_tensor(fov) and fov.dim() == 4 and tuple(fov.shape[-2:]) == (h, w):
+        cover = F.avg_pool2d(fov.float().mean(1, keepdim=True), size, stride=step)[:, 0]  # (B, len(ys), len(xs))
+        best = cover.flatten(1).argmax(1)
+        pos = [(ys[int(i) // len(xs)], xs[int(i) % len(xs)]) for i in best]
+    else:
+        pos = [((h - size) // 2, (w - size) // 2)] * img.shape[0]
+    out: dict[str, Any] = dict(batch)
+    for k, v in batch.items():
+        if torch.is_tensor(v) and v.dim() == 4 and tuple(v.shape[-2:]) == (h, w):
+            out[k] = torch.stack([v[i, :, y:y + size, x:x + size] for i, (y, x) in enumerate(pos)])
+    return out
+
+
 @dataclass(frozen=True)
 class RelaySettings:
     """Attributes:
@@ -56,6 +94,10 @@ class RelaySettings:
         gen_epochs: generator epochs at each site.
         gen_max_samples: at most this many of a site's training samples feed the generator.
         max_sites: number of site conditions the generator supports.
+        gen_input: what the generator learns from each training sample: ``"resize"`` the whole sample scaled to
+            ``gen_size`` (the task's ``replay_pack``), or ``"crop"`` a ``gen_size`` window at native resolution
+            (the window of the sample with the most field of view, else the centre), for dense tasks whose
+            structures a downscale would erase, such as thin retinal vessels.
         site_lr_decay: learning-rate factor per earlier site (site k trains at ``lr * site_lr_decay**k``; 1 = off).
         norm_stats: at sites after the first, ``"adapt"`` lets BatchNorm running statistics follow the new site's
             data (plain training); ``"freeze"`` keeps them as they arrived; ``"pool"`` trains at the sample-weighted mixture
@@ -72,6 +114,7 @@ class RelaySettings:
     gen_epochs: int = 30
     gen_max_samples: int = 256
     max_sites: int = 8
+    gen_input: Literal["resize", "crop"] = "resize"
     site_lr_decay: float = 1.0
     norm_stats: Literal["adapt", "freeze", "pool"] = "adapt"
 
@@ -162,7 +205,8 @@ class Relay(Strategy):
         if not self.replay_on:
             self._note["generator"] = {"trained_on_this_site": False}
             return
-        packs = torch.cat([ctx.task.replay_pack(b, s.gen_size).detach().float().cpu()
+        packs = torch.cat([ctx.task.replay_pack(native_crop(b, s.gen_size) if s.gen_input == "crop" else b, s.gen_size)
+                           .detach().float().cpu()
                            for b in iterate_batches(ctx.train_dataset, 8, ctx.device,
                                                     max_batches=max(1, s.gen_max_samples // 8))])[: s.gen_max_samples]
         if self.generator is None:
