@@ -1,0 +1,61 @@
+"""The seed-study summary of the fundus relay benchmark computes gaps, BWT counts and the unseen-site check from
+the benchmark JSON files, and refuses files run at different budgets."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _script():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("seeds_fundus", ROOT / "tasks" / "relay" / "seeds_fundus.py")
+    mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    return mod
+
+
+def _doc(seed: int, pooled: float, lwf: tuple[float, float, dict], budget: int = 6) -> dict:  # type: ignore[type-arg]
+    final, bwt, row = lwf
+    single = {"drive": {"drive": 0.75, "stare": 0.69, "hrf": 0.67}, "stare": {"drive": 0.63, "stare": 0.68, "hrf": 0.67},
+              "hrf": {"drive": 0.70, "stare": 0.58, "hrf": 0.73}}
+    base = {"pooled": {"final_avg": pooled, "row": {}}}
+    base.update({f"single:{k}": {"final_avg": sum(v.values()) / 3, "row": v} for k, v in single.items()})
+    return {"results": {"seed": seed, "budget": {"epochs": budget}, "baselines": base,
+                        "runs": [{"strategy": "lwf", "settings": {"alpha": 1.0}, "order": ["drive", "stare", "hrf"],
+                                  "final_avg": final, "bwt": bwt, "final_row": row},
+                                 {"strategy": "lwf", "settings": {"alpha": 1.0}, "order": ["hrf", "stare", "drive"],
+                                  "final_avg": 0.0, "bwt": -1.0, "final_row": row}]}}
+
+
+def test_summary_over_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = {"drive": 0.74, "stare": 0.70, "hrf": 0.74}
+    bad = {"drive": 0.74, "stare": 0.66, "hrf": 0.74}  # loses to the DRIVE model on STARE
+    (tmp_path / "relay_fundus.json").write_text(json.dumps(_doc(0, 0.75, (0.72, -0.04, bad))))
+    (tmp_path / "relay_fundus_seed1.json").write_text(json.dumps(_doc(1, 0.74, (0.73, -0.005, good))))
+    mod = _script()
+    argv, sys.argv = sys.argv, ["seeds_fundus.py", "--bench-dir", str(tmp_path)]
+    try:
+        assert mod.main() == 0
+    finally:
+        sys.argv = argv
+    out = json.loads((tmp_path / "relay_fundus_seeds.json").read_text())
+    s0, s1 = out["per_seed"]
+    assert s0["strategies"]["lwf"]["gap_to_pooled"] == pytest.approx(0.03)
+    assert s0["strategies"]["lwf"]["unseen_pairs_lost"] == ["drive->stare"] and s1["strategies"]["lwf"]["beats_single_on_unseen"]
+    agg = out["over_seeds"]["lwf"]
+    assert agg["final_avg"]["mean"] == pytest.approx(0.725) and agg["gap_to_pooled"]["mean"] == pytest.approx(0.02)
+    assert agg["beats_single_on_unseen"] == 1 and agg["bwt_at_least_-0.01"] == 1
+    assert "| 1 | 0.7400 | lwf | 0.7300 |" in (tmp_path / "relay_fundus_seeds.md").read_text()
+    (tmp_path / "relay_fundus_seed2.json").write_text(json.dumps(_doc(2, 0.74, (0.73, -0.005, good), budget=3)))
+    argv, sys.argv = sys.argv, ["seeds_fundus.py", "--bench-dir", str(tmp_path)]
+    try:
+        assert mod.main() == 2
+    finally:
+        sys.argv = argv
+    assert "different budgets" in capsys.readouterr().err
