@@ -23,6 +23,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # run from a source checkout without installing
+    sys.path.insert(0, str(ROOT))
+from medzoo.relay.strategies import strategy_defaults  # noqa: E402
+
 SITES = ["drive", "stare", "hrf"]
 
 
@@ -63,7 +67,8 @@ def main() -> int:
         return 2
     common = sorted(set.intersection(*(set(s["strategies"]) for s in seeds)))
     for name in common:
-        if len({json.dumps(s["strategies"][name]["settings"], sort_keys=True) for s in seeds}) != 1:
+        if len({json.dumps({**strategy_defaults(name), **s["strategies"][name]["settings"]}, sort_keys=True)
+                for s in seeds}) != 1:  # an older file lacks settings added since: they ran at the defaults
             print(f"strategy {name!r} ran with different settings in different seeds", file=sys.stderr)
             return 2
     agg: dict[str, Any] = {}
@@ -102,7 +107,7 @@ def main() -> int:
         L.append(f"| {name} | {a['final_avg']['mean']:.4f} ± {a['final_avg']['std']:.4f} | {a['gap_to_pooled']['mean']:.4f} ± "
                  f"{a['gap_to_pooled']['std']:.4f} | {a['bwt']['mean']:.4f} ± {a['bwt']['std']:.4f} | "
                  f"{a['beats_single_on_unseen']}/{n} | {a['bwt_at_least_-0.01']}/{n} |")
-    settings = {name: seeds[0]["strategies"][name]["settings"] for name in common}
+    settings = {name: {**strategy_defaults(name), **seeds[-1]["strategies"][name]["settings"]} for name in common}
     L += ["", "Strategy settings: " + "; ".join(f"`{k}` {json.dumps(v)}" for k, v in settings.items()), ""]
     (bdir / "relay_fundus_seeds.md").write_text("\n".join(L))
     print("\n".join(L))
