@@ -169,7 +169,9 @@ def site_norm_stats(task: Any, model: nn.Module, dataset: Dataset[Any], device: 
                     max_samples: int = 64, batch_size: int = 8, seed: int = 0) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Running ``(mean, var)`` of every normalisation layer measured on (up to ``max_samples`` of) ``dataset`` at
     the model's current weights: a forward pass in training mode with cumulative averaging (``momentum=None``).
-    The model's own statistics, momenta and train/eval mode are left exactly as they were."""
+    The model's own statistics, momenta and train/eval mode are left exactly as they were. (``torch.optim.swa_utils.
+    update_bn`` does the same pass but feeds ``model(batch[0])`` and keeps the result in the model; medzoo batches
+    are dicts that only the task's ``step`` knows how to feed, and the arriving statistics must survive.)"""
     layers = norm_layers(model)
     saved = {n: (m.momentum, m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone(), m.training)
              for n, m in layers}
