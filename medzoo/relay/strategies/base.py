@@ -147,21 +147,19 @@ def iterate_batches(dataset: Dataset[Any], batch_size: int, device: torch.device
         yield {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
 
 
-def freeze_norm_stats(model: nn.Module) -> int:
-    """Put every BatchNorm / InstanceNorm-with-running-stats layer of ``model`` in eval mode (running statistics
-    neither used from the batch nor updated); return how many layers were frozen."""
-    n = 0
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats:
-            m.eval()
-            n += 1
-    return n
-
-
 def norm_layers(model: nn.Module) -> list[tuple[str, nn.modules.batchnorm._NormBase]]:
     """``(name, layer)`` for every normalisation layer of ``model`` that keeps running statistics."""
     return [(n, m) for n, m in model.named_modules()
             if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats and m.running_mean is not None]
+
+
+def freeze_norm_stats(model: nn.Module) -> int:
+    """Put every BatchNorm / InstanceNorm-with-running-stats layer of ``model`` in eval mode (running statistics
+    neither used from the batch nor updated); return how many layers were frozen."""
+    layers = norm_layers(model)
+    for _, m in layers:
+        m.eval()
+    return len(layers)
 
 
 @torch.no_grad()

@@ -85,8 +85,8 @@ class EWCSettings:
         batch_size: batch size of that estimate.
         site_lr_decay: learning-rate factor per earlier site (site k trains at ``lr * site_lr_decay**k``; 1 = off).
         norm_stats: at sites after the first, ``"adapt"`` lets BatchNorm running statistics follow the new site's
-            data (plain training); ``"freeze"`` keeps them as they arrived; ``"pool"`` trains at the sample-weighted mixture
-            of the arriving and this site\'s statistics (see :meth:`Strategy.epoch_start`).
+            data (plain training); ``"freeze"`` keeps them as they arrived; ``"pool"`` trains at the
+            sample-weighted mixture of the arriving and this site's statistics (see :meth:`Strategy.epoch_start`).
     """
 
     lam: float = 1000.0
