@@ -142,15 +142,18 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
         strategies: names, or ``"all"``.
         orders: ``"given"``, ``"all"`` (every permutation) or explicit orders.
         budget: ``"tiny"``, ``"small"``, ``"full"`` or a :class:`Budget`; ``**budget_overrides`` replace fields
-            (e.g. ``epochs=3``).
+            (e.g. ``epochs=3``); an override of ``None`` means "not given" and keeps the budget's value, so to use
+            all samples pass a :class:`Budget` with ``max_train=None``.
         external: sites never trained on; the final models are evaluated there too.
         baselines: subset of ``("single", "ensemble", "pooled", "cyclic", "fedavg")``, ``"all"`` or ``"none"``.
         init: shipped weights name or model file every method starts from (default: one random init).
         strategy_opts: per-strategy settings, e.g. ``{"ewc": {"lam": 100}}``.
-        reuse: earlier ``relay_results.json`` files. A relay run (same strategy, settings and order) or the whole
-            set of baselines found there is taken over instead of trained again when that file was made with the
-            same task, sites, budget, seed, device and initial weights (sha256 over their tensors). Reused items keep their recorded
-            wall time, which counts in this result's ``wall_s``; ``reused`` lists them.
+        reuse: earlier ``relay_results.json`` files. A relay run (same strategy, settings and order) or a baseline
+            (``single`` only with a model for every site) found there is taken over instead of trained again when
+            that file was made with the same task, sites, budget, seed, device and initial weights (sha256 over
+            their tensors); several files may each give a part (e.g. the parts of a parallel run). Reused items keep
+            their recorded wall time, which counts in this result's ``wall_s``; ``reused`` lists them and where
+            each came from.
 
     Example:
         >>> simulate("midline", ["synth-a", "synth-b"], "runs/sim", strategies="all")  # doctest: +SKIP
@@ -181,7 +184,7 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
     identity = {"task": task_name, "sites": list(map(str, sites)), "external": list(map(str, external)),
                 "budget": asdict(b), "seed": seed, "device": device, "init": init or "random", "init_sha256": init_sha}
     priors = [(src, r) for src, r in priors if all(r.get(k) == v for k, v in identity.items())]
-    reused: dict[str, Any] = {"runs": [], "baselines": None, "wall_s": 0.0}
+    reused: dict[str, Any] = {"runs": [], "baselines": {}, "wall_s": 0.0}
     all_sites = list(dict.fromkeys([*sites, *external]))
     test = {s: CachedDataset(api.subset(task.build_dataset(s, "test"), b.max_test, seed)) for s in all_sites}
     train = {s: api.subset(task.build_dataset(s, "train", augment=True), b.max_train, seed) for s in sites}
@@ -236,16 +239,17 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
                          "baton": str(prev), "wall_s": round(time.perf_counter() - t0, 1)})
 
     base: dict[str, Any] = {}
-    prior_base = next(((src, r["baselines"]) for src, r in priors
-                       if base_names and all(any(k == n or k.startswith(n + ":") for k in r.get("baselines", {}))
-                                             for n in base_names)), None)
-    if prior_base is not None:
-        src, pb = prior_base
-        base = {k: v for k, v in pb.items() if k.split(":", 1)[0] in base_names}
-        reused["baselines"] = str(src)
-        reused["wall_s"] += sum(float(v.get("wall_s", 0.0)) for v in base.values())
-        log(f"  {tag}baselines {', '.join(base)}: reused from {src}")
-    elif base_names:
+    for name in base_names:  # each baseline from the first earlier result that holds all of it
+        for src, r in priors:
+            got = {k: v for k, v in r.get("baselines", {}).items() if k == name or k.startswith(name + ":")}
+            if got and (name != "single" or set(got) == {f"single:{s}" for s in map(str, sites)}):
+                base.update(got)
+                reused["baselines"][name] = str(src)
+                reused["wall_s"] += sum(float(v.get("wall_s", 0.0)) for v in got.values())
+                log(f"  {tag}baseline {name}: reused from {src}")
+                break
+    todo = [n for n in base_names if n not in reused["baselines"]]
+    if todo:
         datasets = [train[s] for s in sites]
 
         def score(net: nn.Module) -> dict[str, Any]:
@@ -256,11 +260,11 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
                     "ci": metrics.bootstrap_ci(fin, n_boot=b.n_boot, seed=seed, higher_is_better=hib) if all(fin) else {}}
 
         singles = {}
-        if "single" in base_names or "ensemble" in base_names:
+        if "single" in todo or "ensemble" in todo:  # the ensemble's members are the single-site models
             for s in sites:
                 t0 = time.perf_counter()
                 singles[s] = bl.train_single(task, net0, train[s], cfg, site=str(s), device=device, progress=progress)
-                if "single" in base_names:
+                if "single" in todo:
                     base[f"single:{s}"] = {**score(singles[s]), "wall_s": round(time.perf_counter() - t0, 1)}
                     log(f"  {tag}baseline single:{s}: " + "  ".join(f"{k}={v:.4f}" for k, v in base[f"single:{s}"]["row"].items()))
         makers: dict[str, Callable[[], nn.Module]] = {
@@ -269,10 +273,11 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
             "cyclic": lambda: bl.train_cyclic(task, net0, datasets, cfg, cycles=b.cycles, device=device, progress=progress),
             "fedavg": lambda: bl.train_fedavg(task, net0, datasets, cfg, rounds=b.rounds, device=device, progress=progress),
         }
-        for name in [n for n in BASELINES if n != "single" and n in base_names]:
+        for name in [n for n in BASELINES if n != "single" and n in todo]:
             t0 = time.perf_counter()
             base[name] = {**score(makers[name]()), "wall_s": round(time.perf_counter() - t0, 1)}
             log(f"  {tag}baseline {name}: " + "  ".join(f"{k}={v:.4f}" for k, v in base[name]["row"].items()))
+    base = dict(sorted(base.items(), key=lambda kv: BASELINES.index(kv[0].split(":", 1)[0])))  # one order, reused or not
 
     order_study = {}
     if len(order_list) > 1:

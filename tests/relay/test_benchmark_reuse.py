@@ -17,12 +17,12 @@ def test_simulate_reuses_only_matching_runs(toy, tmp_path: Path) -> None:  # typ
     first = simulate(toy.spec.name, ["a", "b"], tmp_path / "one", strategies=["naive", "lwf"],
                      baselines=["single", "pooled"], **kw)
     prior = tmp_path / "one" / "relay_results.json"
-    assert first["reused"] == {"runs": [], "baselines": None, "wall_s": 0.0}
+    assert first["reused"] == {"runs": [], "baselines": {}, "wall_s": 0.0}
 
     # same everything, LwF with another setting: naive and the baselines are taken over, LwF is trained again
     second = simulate(toy.spec.name, ["a", "b"], tmp_path / "two", strategies=["naive", "lwf"],
                       baselines=["single", "pooled"], strategy_opts={"lwf": {"alpha": 3.0}}, reuse=[prior], **kw)
-    assert second["reused"]["runs"] == ["naive:a-b"] and second["reused"]["baselines"] == str(prior)
+    assert second["reused"]["runs"] == ["naive:a-b"] and second["reused"]["baselines"] == {"single": str(prior), "pooled": str(prior)}
     by = {r["strategy"]: r for r in second["runs"]}
     assert by["naive"]["R"] == first["runs"][0]["R"] and by["naive"]["reused_from"] == str(prior)
     assert by["naive"]["baton"] == first["runs"][0]["baton"]  # still that run's baton
@@ -63,3 +63,22 @@ def test_reuse_treats_settings_an_older_file_lacks_as_defaults(toy, tmp_path: Pa
     assert other["reused"]["runs"] == []
     ledger = Baton.read(other["runs"][0]["baton"]).ledger
     assert [e["train_config"]["lr_scale"] for e in ledger if e.get("kind") == "train"] == [1.0, 0.5]
+
+
+def test_reuse_gathers_baselines_from_several_files(toy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The parts of a parallel run (one file per baseline) combine; a baseline no file holds is trained."""
+    kw = dict(budget="tiny", epochs=1, n_boot=20, log=lambda s: None, strategies=[])
+    simulate(toy.spec.name, ["a", "b"], tmp_path / "p1", baselines=["pooled"], **kw)
+    simulate(toy.spec.name, ["a", "b"], tmp_path / "p2", baselines=["single"], **kw)
+    parts = [tmp_path / "p1" / "relay_results.json", tmp_path / "p2" / "relay_results.json"]
+    both = json.loads(parts[0].read_text())["baselines"] | json.loads(parts[1].read_text())["baselines"]
+    res = simulate(toy.spec.name, ["a", "b"], tmp_path / "all", baselines=["single", "pooled", "fedavg"], reuse=parts, **kw)
+    assert res["reused"]["baselines"] == {"pooled": str(parts[0]), "single": str(parts[1])}
+    assert list(res["baselines"]) == ["single:a", "single:b", "pooled", "fedavg"]  # the usual order
+    assert all(res["baselines"][k] == v for k, v in both.items())
+    # a file holding the single-site model of only some sites does not count for "single"
+    part = json.loads(parts[1].read_text())
+    del part["baselines"]["single:b"]
+    parts[1].write_text(json.dumps(part))
+    res = simulate(toy.spec.name, ["a", "b"], tmp_path / "again", baselines=["single"], reuse=parts, **kw)
+    assert res["reused"]["baselines"] == {} and set(res["baselines"]) == {"single:a", "single:b"}
