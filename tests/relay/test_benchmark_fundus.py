@@ -1,0 +1,53 @@
+"""The fundus relay benchmark's presets resolve to the budgets they document: ``full`` really uses every training
+patch and test image (a ``None`` override would silently keep a smaller budget's cap), ``reduced`` stays the budget
+its published CPU results were run at (so they remain reusable)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _script():  # type: ignore[no-untyped-def]
+    sys.path.insert(0, str(ROOT / "tasks" / "relay"))
+    spec = importlib.util.spec_from_file_location("benchmark_fundus", ROOT / "tasks" / "relay" / "benchmark_fundus.py")
+    mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    return mod
+
+
+def test_full_preset_uses_all_samples() -> None:
+    b = _script().preset_budget("full")
+    assert b.max_train is None and b.max_test is None and b.epochs == 20 and b.gen_epochs == 40
+    assert (b.cycles, b.rounds) == (3, 5)
+
+
+def test_reduced_preset_is_the_published_budget() -> None:
+    b = _script().preset_budget("reduced")
+    assert (b.epochs, b.max_train, b.max_test) == (6, 96, 8)
+    published = ROOT / "docs" / "benchmarks" / "relay_fundus.json"
+    assert asdict(b) == json.loads(published.read_text())["results"]["budget"]
+
+
+def test_parts_taken_over_from_an_earlier_invocation_are_named(tmp_path: Path) -> None:
+    """With --jobs, a part that trained nothing now (all reused) is reported: its time is not in this elapsed time."""
+    mod = _script()
+    parts = {"strategy-lwf": {"runs": [{"strategy": "lwf"}], "baselines": {}, "wall_s": 180.0,
+                              "reused": {"runs": ["lwf:drive-stare-hrf"], "baselines": {}}},
+             "strategy-naive": {"runs": [{"strategy": "naive"}], "baselines": {}, "wall_s": 90.0,
+                                "reused": {"runs": [], "baselines": {}}},
+             "baseline-single": {"runs": [], "baselines": {"single:drive": {}, "single:stare": {}}, "wall_s": 60.0,
+                                 "reused": {"runs": [], "baselines": {"single": "x.json"}}},
+             "baseline-pooled": {"runs": [], "baselines": {"pooled": {}}, "wall_s": 70.0,
+                                 "reused": {"runs": [], "baselines": {}}}}
+    files = []
+    for name, r in parts.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "relay_results.json").write_text(json.dumps(r))
+        files.append(tmp_path / name / "relay_results.json")
+    assert mod._earlier_parts(files) == {"strategy-lwf": 180.0, "baseline-single": 60.0}
