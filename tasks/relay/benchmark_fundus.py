@@ -148,11 +148,27 @@ def _prior(folder: Path) -> list[Path]:
 
 def _run_parts(parts: list[dict[str, Any]], jobs: int, argv: list[str]) -> list[Path]:
     """Run each part (a worker process of this script: ``--part JSON``) with at most ``jobs`` at a time; return
-    their ``relay_results.json`` files. A part that fails stops the benchmark with the path of its log."""
+    their ``relay_results.json`` files. A part that fails stops the benchmark with the path of its log; an interrupt
+    or a kill of this process stops the running parts too (a rerun takes over the finished ones)."""
+    import signal
+
+    todo: list[dict[str, Any]] = list(parts)
+    running: list[Any] = []
+    done: list[Path] = []
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a kill (e.g. `timeout`) also stops the parts
+    try:
+        _poll_parts(todo, running, done, jobs, argv)
+    finally:
+        for _, proc, logf in running:
+            proc.terminate()
+            logf.close()
+    return done
+
+
+def _poll_parts(todo: list[dict[str, Any]], running: list[Any], done: list[Path], jobs: int, argv: list[str]) -> None:
     import json
     import subprocess
 
-    todo, running, done = list(parts), [], []
     while todo or running:
         while todo and len(running) < jobs:
             part = todo.pop(0)
@@ -169,12 +185,9 @@ def _run_parts(parts: list[dict[str, Any]], jobs: int, argv: list[str]) -> list[
             running.remove(item)
             logf.close()
             if proc.returncode != 0:
-                for _, other, _ in running:
-                    other.terminate()
                 raise SystemExit(f"part {part['label']} failed (exit {proc.returncode}): see {Path(part['dir']) / 'part.log'}")
             done.append(Path(part["dir"]) / "relay_results.json")
             print(f"  part {part['label']}: done", flush=True)
-    return done
 
 
 def _earlier_parts(files: list[Path]) -> dict[str, float]:
@@ -317,4 +330,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to take over every finished run", file=sys.stderr)
+        sys.exit(130)
