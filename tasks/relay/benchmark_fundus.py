@@ -2,11 +2,12 @@
 
     nice -n 10 python tasks/relay/benchmark_fundus.py --preset smoke     # minutes: proves the pipeline only
     python tasks/relay/benchmark_fundus.py --preset reduced              # the 2-core CPU budget (see below)
-    python tasks/relay/benchmark_fundus.py --preset full --device cuda   # the same command, scaled up on a GPU
+    python tasks/relay/benchmark_fundus.py --preset full --device cuda --jobs 9  # the same, scaled up on a GPU
 
 Phase 1 runs every strategy in the order DRIVE -> STARE -> HRF and every baseline (single-site, pooled, cyclic
 weight transfer, FedAvg, ensemble); phase 2 runs the best non-naive strategy over all 6 site orders. It writes
-docs/benchmarks/relay_fundus.json and .md with the accuracy matrices, BWT, forgetting, bootstrap CIs, and a
+docs/benchmarks/relay_fundus.json and .md (``relay_fundus_full`` / ``relay_fundus_smoke`` for those presets) with
+the accuracy matrices, BWT, forgetting, bootstrap CIs, and a
 measured (never asserted) check of each target:
 
 * the best relay strategy's final mean Dice is within 0.01 of pooled central training;
@@ -76,6 +77,11 @@ def preset_budget(preset: str) -> Any:
     p = PRESETS[preset]
     return replace(BUDGETS["full" if preset == "full" else "small"], epochs=p["epochs"], max_train=p["max_train"],
                    max_test=p["max_test"], gen_epochs=p["gen_epochs"], n_boot=p["n_boot"])
+
+
+def default_name(preset: str) -> str:
+    """Where a preset publishes by default: one file per preset, so a GPU run never overwrites the CPU one."""
+    return "relay_fundus" if preset == "reduced" else f"relay_fundus_{preset}"
 
 
 def check_targets(res: dict[str, Any], order_res: dict[str, Any] | None, wall_s: float) -> dict[str, Any]:
@@ -219,7 +225,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "relay-fundus")
-    ap.add_argument("--name", default=None, help="benchmark name (default relay_fundus, or relay_fundus_smoke)")
+    ap.add_argument("--name", default=None, help="benchmark name (default: relay_fundus for the reduced preset, relay_fundus_<preset> for the others)")
     ap.add_argument("--skip-orders", action="store_true", help="publish phase 1 without the 6-order study")
     ap.add_argument("--strategies", default=None, help="comma-separated strategies for phase 1 (default: the preset's)")
     ap.add_argument("--baselines", default=None, help="comma-separated baselines for phase 1, or none (default: the preset's)")
@@ -311,7 +317,7 @@ def main() -> int:
     wall = sum(walls.values())
     res["wall_s"] = round(wall, 1)
     targets = check_targets(res, order_res, wall)
-    name = args.name or ("relay_fundus" if args.preset != "smoke" else "relay_fundus_smoke")
+    name = args.name or default_name(args.preset)
     extra = {"preset": args.preset, "preset_settings": p, "strategy_opts": opts, "targets": targets,
              "order_study_run": bool(order_res), "phase_wall_s": walls, "parallel": parallel}
     md = targets_md(targets, args.preset)

@@ -27,6 +27,12 @@ def test_full_preset_uses_all_samples() -> None:
     assert (b.cycles, b.rounds) == (3, 5)
 
 
+def test_each_preset_publishes_under_its_own_name() -> None:
+    mod = _script()
+    assert [mod.default_name(p) for p in ("smoke", "reduced", "full")] == \
+        ["relay_fundus_smoke", "relay_fundus", "relay_fundus_full"]
+
+
 def test_reduced_preset_is_the_published_budget() -> None:
     b = _script().preset_budget("reduced")
     assert (b.epochs, b.max_train, b.max_test) == (6, 96, 8)
