@@ -161,13 +161,14 @@ def _run_parts(parts: list[dict[str, Any]], jobs: int, argv: list[str]) -> list[
     todo: list[dict[str, Any]] = list(parts)
     running: list[Any] = []
     done: list[Path] = []
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a kill (e.g. `timeout`) also stops the parts
+    before = signal.signal(signal.SIGTERM, signal.default_int_handler)  # a kill (e.g. `timeout`) also stops the parts
     try:
         _poll_parts(todo, running, done, jobs, argv)
     finally:
         for _, proc, logf in running:
             proc.terminate()
             logf.close()
+        signal.signal(signal.SIGTERM, before)
     return done
 
 

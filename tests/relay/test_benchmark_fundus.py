@@ -57,3 +57,13 @@ def test_parts_taken_over_from_an_earlier_invocation_are_named(tmp_path: Path) -
         (tmp_path / name / "relay_results.json").write_text(json.dumps(r))
         files.append(tmp_path / name / "relay_results.json")
     assert mod._earlier_parts(files) == {"strategy-lwf": 180.0, "baseline-single": 60.0}
+
+
+def test_a_failing_part_stops_the_benchmark_naming_its_log(tmp_path: Path) -> None:
+    import pytest
+
+    mod = _script()
+    parts = [{"label": "strategy-x", "dir": str(tmp_path / "x"), "strategies": ["x"], "baselines": "none"}]
+    with pytest.raises(SystemExit, match="part strategy-x failed .*part.log"):
+        mod._run_parts(parts, 2, ["--preset", "no-such-preset"])  # the worker's argparse refuses it: exit 2
+    assert "invalid choice" in (tmp_path / "x" / "part.log").read_text()
