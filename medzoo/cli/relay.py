@@ -116,6 +116,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--progress", action="store_true", help="show per-epoch progress bars")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="run the relays and baselines as this many processes at a time (several can share one GPU)")
     p.set_defaults(func=cmd_simulate)
 
     p = rs.add_parser("strategies", help="list strategies and their settings")
@@ -236,7 +238,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     res = simulate(args.task, _csv(args.sites), args.out, strategies=strategies, orders=args.orders, budget=args.budget,
                    external=_csv(args.external), baselines=baselines, seed=args.seed, device=args.device, init=args.init,
                    strategy_opts=sopts, progress=args.progress, epochs=args.epochs, max_train=args.max_train,
-                   max_test=args.max_test, batch_size=args.batch_size, lr=args.lr)
+                   max_test=args.max_test, batch_size=args.batch_size, lr=args.lr, jobs=args.jobs)
     print(f"\nwrote {args.out / 'relay_results.json'}, {args.out / 'relay_report.md'} and heatmaps R_<strategy>.png "
           f"({res['wall_s']} s)")
     return 0

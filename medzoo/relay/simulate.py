@@ -123,6 +123,45 @@ def _find_run(priors: Sequence[tuple[str, dict[str, Any]]], strategy: str, setti
     return None
 
 
+def _prior_baseline(priors: Sequence[tuple[str, dict[str, Any]]], name: str,
+                    sites: Sequence[str]) -> tuple[str, dict[str, Any]] | None:
+    """The first earlier result holding all of baseline ``name`` (``single``: a model for every site), and its entries."""
+    for src, r in priors:
+        got = {k: v for k, v in r.get("baselines", {}).items() if k == name or k.startswith(name + ":")}
+        if got and (name != "single" or set(got) == {f"single:{s}" for s in map(str, sites)}):
+            return src, got
+    return None
+
+
+def _strategy_settings(sname: str, strategy_opts: Mapping[str, Mapping[str, Any]] | None,
+                       b: Budget) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A strategy's options in this simulation (the budget's generator epochs for the relay recipe) and the full
+    settings they give (what a reusable earlier run must match)."""
+    opts = dict((strategy_opts or {}).get(sname, {}))
+    if sname == "relay":
+        opts.setdefault("gen_epochs", b.gen_epochs)
+    return opts, make_strategy(sname, **opts).settings_json()
+
+
+def _plan_parts(priors: Sequence[tuple[str, dict[str, Any]]], strat_names: Sequence[str], order_list: Sequence[list[str]],
+                base_names: Sequence[str], strategy_opts: Mapping[str, Mapping[str, Any]] | None, b: Budget,
+                sites: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
+    """The parts a parallel simulation still has to run (label, keyword arguments): one per strategy and order, one per
+    baseline group (the ensemble with the single-site models it is made of); what ``priors`` hold is left out."""
+    parts = []
+    for sname in strat_names:
+        _, want = _strategy_settings(sname, strategy_opts, b)
+        for order in order_list:
+            if _find_run(priors, sname, want, list(map(str, order))) is None:
+                parts.append((f"{sname}-{'-'.join(Path(str(s)).name for s in order)}",
+                              {"strategies": [sname], "orders": [list(map(str, order))], "baselines": "none"}))
+    groups = [[n for n in ("single", "ensemble") if n in base_names]] + [[n] for n in base_names if n not in ("single", "ensemble")]
+    for g in groups:
+        if g and any(_prior_baseline(priors, n, sites) is None for n in g):
+            parts.append(("baseline-" + "+".join(g), {"strategies": [], "baselines": g}))
+    return parts
+
+
 def _eval(task: Task, net: nn.Module, ds: Any, device: str) -> tuple[float, list[float]]:
     res = task.evaluate(net, ds, device=device)
     key = task.spec.primary_metric
@@ -134,7 +173,7 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
              external: Sequence[str] = (), baselines: Sequence[str] | Literal["all", "none"] = "all", seed: int = 0,
              device: str = "cpu", init: str | None = None, strategy_opts: Mapping[str, Mapping[str, Any]] | None = None,
              progress: bool = False, log: Callable[[str], None] = print, reuse: Sequence[str | Path] = (),
-             **budget_overrides: Any) -> dict[str, Any]:
+             jobs: int = 1, **budget_overrides: Any) -> dict[str, Any]:
     """Run relays and baselines on ``sites``; write JSON, Markdown and heatmaps under ``out``; return the results.
 
     Args:
@@ -154,6 +193,11 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
             their tensors); several files may each give a part (e.g. the parts of a parallel run). Reused items keep
             their recorded wall time, which counts in this result's ``wall_s``; ``reused`` lists them and where
             each came from.
+        jobs: run the relays (one part per strategy and order) and the baselines (single-site with the ensemble,
+            pooled, cyclic, FedAvg) as this many processes at a time (:mod:`medzoo.relay.parallel`; several can
+            share one GPU), under ``out/parts/``, then take them over. ``wall_s`` is then this call's elapsed time
+            (plus any reused items' recorded time); ``parallel`` adds the parts' own times. Parts finished by an
+            interrupted earlier call are kept.
 
     Example:
         >>> simulate("midline", ["synth-a", "synth-b"], "runs/sim", strategies="all")  # doctest: +SKIP
@@ -185,6 +229,28 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
                 "budget": asdict(b), "seed": seed, "device": device, "init": init or "random", "init_sha256": init_sha}
     priors = [(src, r) for src, r in priors if all(r.get(k) == v for k, v in identity.items())]
     reused: dict[str, Any] = {"runs": [], "baselines": {}, "wall_s": 0.0}
+    part_srcs: set[str] = set()
+    parallel: dict[str, Any] = {}
+    if jobs > 1:
+        from medzoo.relay import parallel as par
+
+        def matching(paths: Sequence[Path]) -> list[tuple[str, dict[str, Any]]]:
+            return [(src, r) for src, r in _load_priors(paths) if all(r.get(k) == v for k, v in identity.items())]
+
+        priors += matching(sorted((out / "parts").glob(f"*/{par.PART_RESULTS}")))  # parts of an interrupted call
+        kw = {"task_name": task_name, "sites": list(map(str, sites)), "external": list(map(str, external)),
+              "budget": asdict(b), "seed": seed, "device": device, "init": init,
+              "strategy_opts": {k: dict(v) for k, v in (strategy_opts or {}).items()}, "progress": False}
+        parts = [{"label": label, "dir": str(out / "parts" / label), "task_factory": par.task_factory_path(task_name),
+                  "threads": torch.get_num_threads(), "kwargs": {**kw, **pk}}
+                 for label, pk in _plan_parts(priors, strat_names, order_list, base_names, strategy_opts, b, sites)]
+        log(f"{tag}relay simulation in {len(parts)} parallel parts, {jobs} at a time, under {out / 'parts'}")
+        t_par = time.perf_counter()
+        new_parts = matching(par.run_parts(parts, jobs, log))
+        part_srcs = {src for src, _ in new_parts}
+        priors += new_parts
+        parallel = {"jobs": jobs, "parts_run": len(parts), "parts_elapsed_s": round(time.perf_counter() - t_par, 1),
+                    "sum_of_part_run_times_s": 0.0}
     all_sites = list(dict.fromkeys([*sites, *external]))
     test = {s: CachedDataset(api.subset(task.build_dataset(s, "test"), b.max_test, seed)) for s in all_sites}
     train = {s: api.subset(task.build_dataset(s, "train", augment=True), b.max_train, seed) for s in sites}
@@ -195,12 +261,15 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
 
     runs = []
     for sname in strat_names:
-        opts = dict((strategy_opts or {}).get(sname, {}))
-        if sname == "relay":
-            opts.setdefault("gen_epochs", b.gen_epochs)
-        want = make_strategy(sname, **opts).settings_json()
+        opts, want = _strategy_settings(sname, strategy_opts, b)
         for order in order_list:
             prior = _find_run(priors, sname, want, list(map(str, order)))
+            if prior is not None and prior["reused_from"] in part_srcs:  # trained by a part of this call
+                src = prior.pop("reused_from")
+                runs.append({**prior, "part": str(Path(src).parent)})
+                parallel["sum_of_part_run_times_s"] += float(prior.get("wall_s", 0.0))
+                log(f"  {tag}{sname} [{' -> '.join(prior['order'])}]: final avg {prior['final_avg']:.4f} (part {Path(src).parent.name})")
+                continue
             if prior is not None:
                 runs.append(prior)
                 reused["runs"].append(f"{sname}:{'-'.join(prior['order'])}")
@@ -239,16 +308,23 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
                          "baton": str(prev), "wall_s": round(time.perf_counter() - t0, 1)})
 
     base: dict[str, Any] = {}
+    done_here: list[str] = []
     for name in base_names:  # each baseline from the first earlier result that holds all of it
-        for src, r in priors:
-            got = {k: v for k, v in r.get("baselines", {}).items() if k == name or k.startswith(name + ":")}
-            if got and (name != "single" or set(got) == {f"single:{s}" for s in map(str, sites)}):
-                base.update(got)
-                reused["baselines"][name] = str(src)
-                reused["wall_s"] += sum(float(v.get("wall_s", 0.0)) for v in got.values())
-                log(f"  {tag}baseline {name}: reused from {src}")
-                break
-    todo = [n for n in base_names if n not in reused["baselines"]]
+        found = _prior_baseline(priors, name, sites)
+        if found is None:
+            continue
+        src, got = found
+        base.update(got)
+        wall = sum(float(v.get("wall_s", 0.0)) for v in got.values())
+        if src in part_srcs:
+            done_here.append(name)
+            parallel["sum_of_part_run_times_s"] += wall
+            log(f"  {tag}baseline {name}: from part {Path(src).parent.name}")
+        else:
+            reused["baselines"][name] = str(src)
+            reused["wall_s"] += wall
+            log(f"  {tag}baseline {name}: reused from {src}")
+    todo = [n for n in base_names if n not in reused["baselines"] and n not in done_here]
     if todo:
         datasets = [train[s] for s in sites]
 
@@ -290,7 +366,7 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
                "primary_metric": task.spec.primary_metric, "higher_is_better": hib, "budget": asdict(b), "seed": seed,
                "device": device, "init": init or "random", "init_scores": init_scores, "runs": runs,
                "baselines": base, "order_study": order_study, "definitions": report.DEFINITIONS,
-               "init_sha256": init_sha, "reused": reused,
+               "init_sha256": init_sha, "reused": reused, **({"parallel": parallel} if parallel else {}),
                "wall_s": round(time.perf_counter() - t_start + reused["wall_s"], 1)}
     atomic_write_json(out / "relay_results.json", results)
     report.write_all(results, out)
