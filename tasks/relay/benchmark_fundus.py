@@ -30,10 +30,11 @@ are the same (``simulate(reuse=...)``) and trains only the rest, e.g. a strategy
 run counts with the wall time recorded when it ran, so the reported wall time is still the whole comparison's.
 ``--skip-orders`` publishes phase 1 alone (the order study then reads "not run").
 
-Parallel (``--jobs N``, e.g. several processes sharing one GPU): each phase is split into parts (one per strategy, one
-per baseline group, one per order) run as N processes at a time under ``--out``/<preset>/<phase>/parts/; the phase
-then takes every part over (the same reuse). The report then gives the phase's elapsed time and, beside it, the sum
-of the runs' own times (each slowed by sharing the machine).
+Parallel (``--jobs N``, e.g. several processes sharing one GPU): each phase runs as ``simulate(jobs=N)``: parts (one
+per strategy and order, one per baseline group) as N processes at a time under ``--out``/<preset>/<phase>/parts/,
+then taken over (:mod:`medzoo.relay.parallel`). A rerun after an interruption keeps every finished part. The wall
+time is then each phase's elapsed time plus the recorded time of runs taken over from an earlier call; ``parallel``
+in the JSON gives the parts' own times (each slowed by sharing the machine).
 
 All methods start from the same random initialisation (``pretrained=False``; the shipped fundus-vessels weights
 already saw all three sites, so they cannot serve as a fair starting point).
@@ -152,73 +153,6 @@ def _prior(folder: Path) -> list[Path]:
     return sorted((folder / "history").glob("relay_results-*.json"), reverse=True) if (folder / "history").is_dir() else []
 
 
-def _run_parts(parts: list[dict[str, Any]], jobs: int, argv: list[str]) -> list[Path]:
-    """Run each part (a worker process of this script: ``--part JSON``) with at most ``jobs`` at a time; return
-    their ``relay_results.json`` files. A part that fails stops the benchmark with the path of its log; an interrupt
-    or a kill of this process stops the running parts too (a rerun takes over the finished ones)."""
-    import signal
-
-    todo: list[dict[str, Any]] = list(parts)
-    running: list[Any] = []
-    done: list[Path] = []
-    before = signal.signal(signal.SIGTERM, signal.default_int_handler)  # a kill (e.g. `timeout`) also stops the parts
-    try:
-        _poll_parts(todo, running, done, jobs, argv)
-    finally:
-        for _, proc, logf in running:
-            proc.terminate()
-            logf.close()
-        signal.signal(signal.SIGTERM, before)
-    return done
-
-
-def _poll_parts(todo: list[dict[str, Any]], running: list[Any], done: list[Path], jobs: int, argv: list[str]) -> None:
-    import json
-    import subprocess
-
-    while todo or running:
-        while todo and len(running) < jobs:
-            part = todo.pop(0)
-            Path(part["dir"]).mkdir(parents=True, exist_ok=True)
-            logf = open(Path(part["dir"]) / "part.log", "w")  # noqa: SIM115 - closed when the process ends
-            cmd = [sys.executable, __file__, *argv, "--part", json.dumps(part)]
-            running.append((part, subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT), logf))
-            print(f"  part {part['label']}: started ({len(running)} running, {len(todo)} waiting)", flush=True)
-        time.sleep(2)
-        for item in list(running):
-            part, proc, logf = item
-            if proc.poll() is None:
-                continue
-            running.remove(item)
-            logf.close()
-            if proc.returncode != 0:
-                raise SystemExit(f"part {part['label']} failed (exit {proc.returncode}): see {Path(part['dir']) / 'part.log'}")
-            done.append(Path(part["dir"]) / "relay_results.json")
-            print(f"  part {part['label']}: done", flush=True)
-
-
-def _earlier_parts(files: list[Path]) -> dict[str, float]:
-    """Parts that trained nothing in this invocation (all taken over from an earlier one), with their recorded run
-    time: that time is not in this invocation's elapsed time."""
-    import json
-
-    out = {}
-    for f in files:
-        r = json.loads(f.read_text())
-        if len(r["reused"]["runs"]) == len(r["runs"]) and set(r["reused"]["baselines"]) >= {k.split(":")[0] for k in r["baselines"]}:
-            out[f.parent.name] = float(r["wall_s"])
-    return out
-
-
-def _worker_argv(args: argparse.Namespace) -> list[str]:
-    """The options a part's process shares with this one."""
-    out = ["--preset", args.preset, "--device", args.device, "--threads", str(args.threads), "--seed", str(args.seed),
-           "--out", str(args.out)]
-    for o in args.opt:
-        out += ["--opt", o]
-    return out
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", choices=list(PRESETS), default="reduced")
@@ -236,13 +170,12 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=1,
                     help="run each phase's strategies, baseline groups and orders as this many processes at a time "
                          "(several can share one GPU); default 1: one after the other in this process")
-    ap.add_argument("--part", default=None, help=argparse.SUPPRESS)  # a worker of --jobs: JSON of one part
     args = ap.parse_args()
 
     import torch
 
     from medzoo.io import data_root
-    from medzoo.relay.simulate import BASELINES, simulate
+    from medzoo.relay.simulate import simulate
 
     data_root(required=True)
     torch.set_num_threads(args.threads)
@@ -263,33 +196,11 @@ def main() -> int:
     wanted = list_strategies() if p["strategies"] == "all" else list(p["strategies"])
     common = dict(budget=preset_budget(args.preset), seed=args.seed, device=args.device, progress=False,
                   strategy_opts=opts or None)
-    if args.part:  # one part of a parallel phase (--jobs): train it, write its results, publish nothing
-        import json
-
-        part = json.loads(args.part)
-        simulate("fundus-vessels", SITES, Path(part["dir"]), strategies=part["strategies"], baselines=part["baselines"],
-                 orders=part.get("orders", "given"), reuse=_prior(Path(part["dir"])), **common)
-        return 0
-
     main_dir, order_dir = args.out / args.preset / "main", args.out / args.preset / "orders"
-    base_names = list(BASELINES) if p["baselines"] == "all" else [] if p["baselines"] == "none" else list(p["baselines"])
-    parallel: dict[str, Any] = {"jobs": args.jobs}
-    t0 = time.perf_counter()
-    parts_done: list[Path] = []
-    if args.jobs > 1:
-        groups = [[b] for b in base_names if b not in ("single", "ensemble")]
-        if {"single", "ensemble"} & set(base_names):  # the ensemble's members are the single-site models
-            groups.insert(0, [b for b in ("single", "ensemble") if b in base_names])
-        parts = [{"label": f"strategy-{s}", "dir": str(main_dir / "parts" / f"strategy-{s}"), "strategies": [s],
-                  "baselines": "none"} for s in wanted]
-        parts += [{"label": "baseline-" + "+".join(g), "dir": str(main_dir / "parts" / ("baseline-" + "+".join(g))),
-                   "strategies": [], "baselines": g} for g in groups]
-        parts_done = _run_parts(parts, args.jobs, _worker_argv(args))
     res = simulate("fundus-vessels", SITES, main_dir, strategies=wanted, baselines=p["baselines"],
-                   reuse=_prior(main_dir) + parts_done, **common)
-    walls = {"main": float(res["wall_s"]) if args.jobs == 1 else round(time.perf_counter() - t0, 1)}
-    parallel["sum_of_run_times_s"] = {"main": float(res["wall_s"])}
-    parallel["parts_from_an_earlier_invocation"] = _earlier_parts(parts_done)
+                   reuse=_prior(main_dir), jobs=args.jobs, **common)
+    walls = {"main": float(res["wall_s"])}
+    parallel = {"main": res.get("parallel")}
     order_res = None
     if p["order_study"] and not args.skip_orders:
         import itertools
@@ -298,17 +209,10 @@ def main() -> int:
         runs = [r for r in res["runs"] if r["strategy"] != "naive"] or res["runs"]
         best = max(runs, key=lambda r: r["final_avg"])["strategy"]
         others = [list(o) for o in itertools.permutations(SITES) if list(o) != SITES]
-        t1 = time.perf_counter()
-        parts_done = []
-        if args.jobs > 1:
-            parts = [{"label": f"{best}-{'-'.join(o)}", "dir": str(order_dir / "parts" / "-".join(o)), "strategies": [best],
-                      "baselines": "none", "orders": [o]} for o in others]
-            parts_done = _run_parts(parts, args.jobs, _worker_argv(args))
         ores = simulate("fundus-vessels", SITES, order_dir, strategies=[best], orders=others, baselines="none",
-                        reuse=_prior(order_dir) + parts_done, **common)
-        walls["orders"] = float(ores["wall_s"]) if args.jobs == 1 else round(time.perf_counter() - t1, 1)
-        parallel["sum_of_run_times_s"]["orders"] = float(ores["wall_s"])
-        parallel["parts_from_an_earlier_invocation"].update(_earlier_parts(parts_done))
+                        reuse=_prior(order_dir), jobs=args.jobs, **common)
+        walls["orders"] = float(ores["wall_s"])
+        parallel["orders"] = ores.get("parallel")
         res["runs"] += [r for r in ores["runs"] if r["strategy"] == best]
         finals = [r["final_avg"] for r in res["runs"] if r["strategy"] == best]
         res["order_study"] = {best: {"n_orders": len(finals), "final_avg_mean": statistics.fmean(finals),
@@ -323,13 +227,10 @@ def main() -> int:
              "order_study_run": bool(order_res), "phase_wall_s": walls, "parallel": parallel}
     md = targets_md(targets, args.preset)
     if args.jobs > 1:
-        md += (f"\nRun as {args.jobs} parallel processes (`--jobs`): the wall times above are each phase's elapsed time; "
-               f"the runs' own times add up to {sum(parallel['sum_of_run_times_s'].values()):.0f} s (each slowed by "
-               "sharing the machine).\n")
-        if parallel["parts_from_an_earlier_invocation"]:
-            md += (f"{len(parallel['parts_from_an_earlier_invocation'])} parts were finished by an earlier invocation "
-                   "and only taken over here: their elapsed time is not in the wall times above "
-                   f"({', '.join(parallel['parts_from_an_earlier_invocation'])}).\n")
+        own = sum(float(v["sum_of_part_run_times_s"]) for v in parallel.values() if v)
+        md += (f"\nRun as {args.jobs} parallel processes (`--jobs`): the wall time is each phase's elapsed time plus the "
+               f"recorded time of runs taken over from earlier calls; the parts run in this call took {own:.0f} s of their "
+               "own (each slowed by sharing the machine).\n")
     j, m = publish(name, res, args.out / args.preset, extra=extra, extra_md=md)
     print(targets_md(targets, args.preset))
     print(f"wrote {j} and {m}")

@@ -39,31 +39,3 @@ def test_reduced_preset_is_the_published_budget() -> None:
     published = ROOT / "docs" / "benchmarks" / "relay_fundus.json"
     assert asdict(b) == json.loads(published.read_text())["results"]["budget"]
 
-
-def test_parts_taken_over_from_an_earlier_invocation_are_named(tmp_path: Path) -> None:
-    """With --jobs, a part that trained nothing now (all reused) is reported: its time is not in this elapsed time."""
-    mod = _script()
-    parts = {"strategy-lwf": {"runs": [{"strategy": "lwf"}], "baselines": {}, "wall_s": 180.0,
-                              "reused": {"runs": ["lwf:drive-stare-hrf"], "baselines": {}}},
-             "strategy-naive": {"runs": [{"strategy": "naive"}], "baselines": {}, "wall_s": 90.0,
-                                "reused": {"runs": [], "baselines": {}}},
-             "baseline-single": {"runs": [], "baselines": {"single:drive": {}, "single:stare": {}}, "wall_s": 60.0,
-                                 "reused": {"runs": [], "baselines": {"single": "x.json"}}},
-             "baseline-pooled": {"runs": [], "baselines": {"pooled": {}}, "wall_s": 70.0,
-                                 "reused": {"runs": [], "baselines": {}}}}
-    files = []
-    for name, r in parts.items():
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "relay_results.json").write_text(json.dumps(r))
-        files.append(tmp_path / name / "relay_results.json")
-    assert mod._earlier_parts(files) == {"strategy-lwf": 180.0, "baseline-single": 60.0}
-
-
-def test_a_failing_part_stops_the_benchmark_naming_its_log(tmp_path: Path) -> None:
-    import pytest
-
-    mod = _script()
-    parts = [{"label": "strategy-x", "dir": str(tmp_path / "x"), "strategies": ["x"], "baselines": "none"}]
-    with pytest.raises(SystemExit, match="part strategy-x failed .*part.log"):
-        mod._run_parts(parts, 2, ["--preset", "no-such-preset"])  # the worker's argparse refuses it: exit 2
-    assert "invalid choice" in (tmp_path / "x" / "part.log").read_text()
