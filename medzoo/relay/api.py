@@ -113,7 +113,8 @@ def train(baton: str | Path, data: str | Path, site: str, out: str | Path, *, ep
           lr: float = 1e-3, seed: int = 0, device: str = "cpu", resume: bool = True, key_file: str | Path | None = None,
           replay: bool | None = None, work_dir: str | Path | None = None, max_samples: int | None = None,
           eval_split: str | None = "test", amp: bool = True, num_workers: int = 0, progress: bool = True,
-          overwrite: bool = False, expect_task: str | None = None, _stop_after_epochs: int | None = None) -> Path | None:
+          overwrite: bool = False, expect_task: str | None = None, split: str = "train",
+          _stop_after_epochs: int | None = None) -> Path | None:
     """Train the baton's model at one site on local data only and write the next baton.
 
     Args:
@@ -129,6 +130,7 @@ def train(baton: str | Path, data: str | Path, site: str, out: str | Path, *, ep
         max_samples: use at most this many training samples (fixed random subset).
         eval_split: after training, evaluate on this split of ``data`` for the ledger (None: skip).
         overwrite: replace an existing ``out``. expect_task: refuse a baton for another task.
+        split: the split of ``data`` to train on (``"train"``; ``"fit"`` where a task holds a validation split out).
 
     Returns:
         The new baton's path (None only when stopped early by ``_stop_after_epochs``, a test seam).
@@ -147,7 +149,7 @@ def train(baton: str | Path, data: str | Path, site: str, out: str | Path, *, ep
             strategy.set_site_options(replay=replay)
         elif replay:
             raise BatonError(f"strategy {b.strategy!r} has no replay to switch on")
-    ds = subset(task.build_dataset(data, "train", augment=True), max_samples, seed)
+    ds = subset(task.build_dataset(data, split, augment=True), max_samples, seed)
     work = Path(work_dir) if work_dir is not None else out.parent / f".{out.name}.work"
     if not resume and work.exists() and rank == 0:
         shutil.rmtree(work)
@@ -172,7 +174,7 @@ def train(baton: str | Path, data: str | Path, site: str, out: str | Path, *, ep
                "epochs": epochs, "metrics": metrics, "metrics_split": eval_split, "strategy": b.strategy,
                "strategy_settings": b.strategy_settings, "site_options": {"replay": replay},
                "train_config": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "device": device,
-                                "amp": bool(amp and torch.device(device).type == "cuda"),
+                                "split": split, "amp": bool(amp and torch.device(device).type == "cuda"),
                                 "lr_scale": stats.get("lr_scale", 1.0), "resumed_from_epoch": int(stats["resumed_from_epoch"])},
                "train_stats": {"loss": stats["loss"], "steps": int(stats["steps"]), "wall_s": round(stats["wall_s"], 2)},
                "note": strategy.ledger_note(), "started": started, "finished": now(),

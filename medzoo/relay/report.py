@@ -75,6 +75,9 @@ def markdown(res: Mapping[str, Any]) -> str:
     L += [f"Sites (training order as given): {', '.join(res['sites'])}; external: {', '.join(res['external']) or 'none'}. "
           f"Metric: `{m}` ({'higher' if res['higher_is_better'] else 'lower'} is better). Budget: `{res['budget']}`. "
           f"Seed {res['seed']}, device {res['device']}, init {res['init']}. Wall time {res['wall_s']} s.", ""]
+    splits = (res.get("train_split", "train"), res.get("test_split", "test"))
+    if splits != ("train", "test"):
+        L += [f"**Trained on split `{splits[0]}`, measured on split `{splits[1]}`** (not the test split).", ""]
     L += ["## Summary", "", f"| method | order | final avg {m} [95% CI] | BWT [95% CI] | forgetting | FWT | "
           + " | ".join(f"{s}" for s in res["sites"]) + (" | " + " | ".join(f"ext: {x}" for x in res["external"]) if res["external"] else "") + " |",
           "|" + "---|" * (6 + len(res["sites"]) + len(res["external"]))]

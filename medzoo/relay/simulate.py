@@ -93,6 +93,14 @@ def _load_priors(paths: Sequence[str | Path]) -> list[tuple[str, dict[str, Any]]
     return out
 
 
+_IDENTITY_DEFAULTS = {"train_split": "train", "test_split": "test"}  # what files written before these keys meant
+
+
+def _same(result: Mapping[str, Any], identity: Mapping[str, Any]) -> bool:
+    """Whether an earlier result was made with the same task, sites, budget, seed, device, init and splits."""
+    return all(result.get(k, _IDENTITY_DEFAULTS.get(k)) == v for k, v in identity.items())
+
+
 def _file_fingerprint(path: Path) -> str:
     """:func:`~medzoo.relay.trainer.state_fingerprint` of the tensors in a medzoo model file."""
     from medzoo.core import read_model_file
@@ -173,7 +181,8 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
              external: Sequence[str] = (), baselines: Sequence[str] | Literal["all", "none"] = "all", seed: int = 0,
              device: str = "cpu", init: str | None = None, strategy_opts: Mapping[str, Mapping[str, Any]] | None = None,
              progress: bool = False, log: Callable[[str], None] = print, reuse: Sequence[str | Path] = (),
-             jobs: int = 1, **budget_overrides: Any) -> dict[str, Any]:
+             jobs: int = 1, train_split: str = "train", test_split: str = "test",
+             **budget_overrides: Any) -> dict[str, Any]:
     """Run relays and baselines on ``sites``; write JSON, Markdown and heatmaps under ``out``; return the results.
 
     Args:
@@ -193,6 +202,8 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
             their tensors); several files may each give a part (e.g. the parts of a parallel run). Reused items keep
             their recorded wall time, which counts in this result's ``wall_s``; ``reused`` lists them and where
             each came from.
+        train_split, test_split: the task's splits to train on and to measure on (e.g. ``"fit"`` / ``"val"`` to
+            choose settings on a validation split held out of the training images, never the test split).
         jobs: run the relays (one part per strategy and order) and the baselines (single-site with the ensemble,
             pooled, cyclic, FedAvg) as this many processes at a time (:mod:`medzoo.relay.parallel`; several can
             share one GPU), under ``out/parts/``, then take them over. ``wall_s`` is then this call's elapsed time
@@ -226,8 +237,9 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
     init_path = save_model(task, net0, out / "init.safetensors", meta={"note": "initial weights of the simulation"})
     init_sha = state_fingerprint(net0)
     identity = {"task": task_name, "sites": list(map(str, sites)), "external": list(map(str, external)),
-                "budget": asdict(b), "seed": seed, "device": device, "init": init or "random", "init_sha256": init_sha}
-    priors = [(src, r) for src, r in priors if all(r.get(k) == v for k, v in identity.items())]
+                "budget": asdict(b), "seed": seed, "device": device, "init": init or "random", "init_sha256": init_sha,
+                "train_split": train_split, "test_split": test_split}
+    priors = [(src, r) for src, r in priors if _same(r, identity)]
     reused: dict[str, Any] = {"runs": [], "baselines": {}, "wall_s": 0.0}
     part_srcs: set[str] = set()
     parallel: dict[str, Any] = {}
@@ -235,11 +247,12 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
         from medzoo.relay import parallel as par
 
         def matching(paths: Sequence[Path]) -> list[tuple[str, dict[str, Any]]]:
-            return [(src, r) for src, r in _load_priors(paths) if all(r.get(k) == v for k, v in identity.items())]
+            return [(src, r) for src, r in _load_priors(paths) if _same(r, identity)]
 
         priors += matching(sorted((out / "parts").glob(f"*/{par.PART_RESULTS}")))  # parts of an interrupted call
         kw = {"task_name": task_name, "sites": list(map(str, sites)), "external": list(map(str, external)),
-              "budget": asdict(b), "seed": seed, "device": device, "init": init,
+              "budget": asdict(b), "seed": seed, "device": device, "init": init, "train_split": train_split,
+              "test_split": test_split,
               "strategy_opts": {k: dict(v) for k, v in (strategy_opts or {}).items()}, "progress": False}
         parts = [{"label": label, "dir": str(out / "parts" / label), "task_factory": par.task_factory_path(task_name),
                   "threads": torch.get_num_threads(), "kwargs": {**kw, **pk}}
@@ -252,8 +265,8 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
         parallel = {"jobs": jobs, "parts_run": len(parts), "parts_elapsed_s": round(time.perf_counter() - t_par, 1),
                     "sum_of_part_run_times_s": 0.0}
     all_sites = list(dict.fromkeys([*sites, *external]))
-    test = {s: CachedDataset(api.subset(task.build_dataset(s, "test"), b.max_test, seed)) for s in all_sites}
-    train = {s: api.subset(task.build_dataset(s, "train", augment=True), b.max_train, seed) for s in sites}
+    test = {s: CachedDataset(api.subset(task.build_dataset(s, test_split), b.max_test, seed)) for s in all_sites}
+    train = {s: api.subset(task.build_dataset(s, train_split, augment=True), b.max_train, seed) for s in sites}
     init_scores = {s: _eval(task, net0, test[s], device)[0] for s in all_sites}
     cfg = TrainConfig(epochs=b.epochs, batch_size=b.batch_size, lr=b.lr, seed=seed)
     log(f"{tag}relay simulation: task={task_name} sites={','.join(sites)} external={','.join(external) or '-'} "
@@ -285,7 +298,8 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
             for i, s in enumerate(order):
                 nxt = bdir / f"{i + 1}-{Path(str(s)).name}.baton"
                 api.train(prev, s, str(s), nxt, epochs=b.epochs, batch_size=b.batch_size, lr=b.lr, seed=seed, device=device,
-                          resume=False, max_samples=b.max_train, eval_split=None, overwrite=True, progress=progress)
+                          resume=False, max_samples=b.max_train, eval_split=None, overwrite=True, progress=progress,
+                          split=train_split)
                 prev = nxt
                 bt = Baton.read(nxt)
                 _, net, _ = api._build(bt)
@@ -364,7 +378,8 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
                                   "final_avg_min": float(finals.min()), "final_avg_max": float(finals.max())}
     results = {"task": task_name, "synthetic": syn, "sites": list(map(str, sites)), "external": list(map(str, external)),
                "primary_metric": task.spec.primary_metric, "higher_is_better": hib, "budget": asdict(b), "seed": seed,
-               "device": device, "init": init or "random", "init_scores": init_scores, "runs": runs,
+               "device": device, "init": init or "random", "train_split": train_split, "test_split": test_split,
+               "init_scores": init_scores, "runs": runs,
                "baselines": base, "order_study": order_study, "definitions": report.DEFINITIONS,
                "init_sha256": init_sha, "reused": reused, **({"parallel": parallel} if parallel else {}),
                "wall_s": round(time.perf_counter() - t_start + reused["wall_s"], 1)}

@@ -31,6 +31,7 @@ def test_each_preset_publishes_under_its_own_name() -> None:
     mod = _script()
     assert [mod.default_name(p) for p in ("smoke", "reduced", "full")] == \
         ["relay_fundus_smoke", "relay_fundus", "relay_fundus_full"]
+    assert mod.default_name("reduced", validation=True) == "relay_fundus_validation"
 
 
 def test_reduced_preset_is_the_published_budget() -> None:

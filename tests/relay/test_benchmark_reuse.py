@@ -82,3 +82,27 @@ def test_reuse_gathers_baselines_from_several_files(toy, tmp_path: Path) -> None
     parts[1].write_text(json.dumps(part))
     res = simulate(toy.spec.name, ["a", "b"], tmp_path / "again", baselines=["single"], reuse=parts, **kw)
     assert res["reused"]["baselines"] == {} and set(res["baselines"]) == {"single:a", "single:b"}
+
+
+def test_simulate_on_other_splits_never_touches_train_or_test(toy, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Choosing settings on a validation split: training reads only ``fit``, measuring only ``val`` (relays and
+    baselines alike), the splits are recorded, and results on other splits are never taken over."""
+    kw = dict(budget="tiny", epochs=1, n_boot=20, log=lambda s: None, strategies=["lwf"], baselines=["single", "pooled"])
+    default = simulate(toy.spec.name, ["a", "b"], tmp_path / "default", **kw)
+    asked: list[str] = []
+    build = type(toy).build_dataset
+
+    def spy(self, source, split, **k):  # type: ignore[no-untyped-def]
+        asked.append(split)
+        return build(self, source, split, **k)
+
+    monkeypatch.setattr(type(toy), "build_dataset", spy)
+    res = simulate(toy.spec.name, ["a", "b"], tmp_path / "val", train_split="fit", test_split="val",
+                   reuse=[tmp_path / "default" / "relay_results.json"], **kw)
+    assert set(asked) == {"fit", "val"}
+    assert res["reused"] == {"runs": [], "baselines": {}, "wall_s": 0.0}  # the default-split results are not reused
+    assert (res["train_split"], res["test_split"]) == ("fit", "val") and default["train_split"] == "train"
+    ledger = Baton.read(res["runs"][0]["baton"]).ledger
+    assert [e["train_config"]["split"] for e in ledger if e.get("kind") == "train"] == ["fit", "fit"]
+    assert "measured on split `val`" in (tmp_path / "val" / "relay_report.md").read_text()
+    assert "measured on split" not in (tmp_path / "default" / "relay_report.md").read_text()

@@ -10,7 +10,7 @@ import pytest
 
 from medzoo.errors import InputError
 from medzoo.tasks import fundus
-from medzoo.tasks.fundus.sources import builtin_records, folder_records
+from medzoo.tasks.fundus.sources import builtin_records, folder_records, resolve
 from medzoo.tasks.fundus.transforms import derive_fov
 
 
@@ -89,6 +89,18 @@ def test_real_drishti_sample(data_root: Path) -> None:
 
 
 # --- generic folder layout -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("site", "n_fit", "n_val"), [("drive", 16, 4), ("stare", 8, 2), ("hrf", 12, 3)])
+def test_fit_and_val_divide_the_training_split(data_root: Path, site: str, n_fit: int, n_val: int) -> None:
+    train = [r.id for r in builtin_records(site, "train")]
+    fit = [r.id for r in resolve(site, "fit", kind="vessels")[1]]
+    val = [r.id for r in resolve(site, "val", kind="vessels")[1]]
+    assert (len(fit), len(val)) == (n_fit, n_val)
+    assert sorted(fit + val) == sorted(train) and not set(fit) & set(val)  # a partition of train; test untouched
+    task = fundus.VesselTask()
+    assert len(task.build_dataset(site, "fit", augment=True)) == 8 * n_fit  # patches, like train
+    assert task.build_dataset(site, "val")[0]["id"] == val[0]  # whole images, like test
+
 
 def test_vessel_folder_layout(tmp_path: Path) -> None:
     root = _vessel_folder(tmp_path / "site")

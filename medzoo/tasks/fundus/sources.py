@@ -15,6 +15,10 @@ Generic folder layout (one site)::
     <folder>/split.csv                         optional, columns ``id,split`` (train/test); without it every
                                                image belongs to every split
 
+Validation: the splits ``fit`` and ``val`` divide a site's training split (built-in or folder): every
+:data:`VAL_EVERY`-th training image in listing order is ``val``, the rest ``fit`` (DRIVE 16 / 4, STARE 8 / 2,
+HRF 12 / 3), for choosing settings without touching the test split.
+
 Pairing rule: an image's id is its file stem; a mask belongs to it when the mask's stem equals the id or starts
 with the id followed by ``_``, ``.`` or ``-`` (``01.png`` pairs with ``01_manual1.png`` and ``01.ah.png``, never
 with ``010.png``). Every image needs exactly one mask in each mask folder, and every mask needs an image.
@@ -33,6 +37,8 @@ from medzoo.io import data_root, list_images
 VESSEL_SITES = ("drive", "stare", "hrf")
 DISC_SITES = ("drishti",)
 _SEPARATORS = ("_", ".", "-")
+VAL_EVERY = 5
+SPLITS = ("train", "test", "all", "fit", "val")
 
 
 @dataclass(frozen=True)
@@ -169,10 +175,15 @@ def folder_records(folder: str | Path, split: str, *, kind: str) -> list[Record]
 def resolve(source: str | Path, split: str, *, kind: str) -> tuple[str, list[Record]]:
     """``(site name, records)`` of a built-in site name or a folder."""
     sites = VESSEL_SITES if kind == "vessels" else DISC_SITES
-    if split not in ("train", "test", "all"):
-        raise InputError(f"unknown split {split!r} (expected train, test or all)")
+    if split not in SPLITS:
+        raise InputError(f"unknown split {split!r} (expected {', '.join(SPLITS)})")
+    base = "train" if split in ("fit", "val") else split
     if isinstance(source, str) and source.lower() in sites and not Path(source).is_dir():
-        return source.lower(), builtin_records(source.lower(), split)
-    if isinstance(source, str) and not Path(source).exists():
+        name, recs = source.lower(), builtin_records(source.lower(), base)
+    elif isinstance(source, str) and not Path(source).exists():
         raise InputError(f"neither a built-in site ({', '.join(sites)}) nor an existing folder", source)
-    return Path(source).name, folder_records(source, split, kind=kind)
+    else:
+        name, recs = Path(source).name, folder_records(source, base, kind=kind)
+    if split in ("fit", "val"):
+        recs = [r for i, r in enumerate(recs) if (i % VAL_EVERY == VAL_EVERY - 1) == (split == "val")]
+    return name, recs

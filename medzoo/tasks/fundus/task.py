@@ -103,14 +103,14 @@ class VesselTask(_FundusTask):
 
     def build_dataset(self, source: str | Path, split: str, *, augment: bool = False,
                       patches_per_image: int = 8) -> Dataset[Any]:
-        """Training split: random 256 px patches (FOV-centred, ``patches_per_image`` per image and epoch);
-        ``test``/``all``: whole images with their FOV.
+        """Training split (``train``, or ``fit``: the training images less the ``val`` ones): random 256 px patches
+        (FOV-centred, ``patches_per_image`` per image and epoch); ``test``/``val``/``all``: whole images with their FOV.
 
         Raises:
             InputError: see :func:`~medzoo.tasks.fundus.sources.folder_records`, or a bad file.
         """
         _, recs = resolve(source, split, kind="vessels")
-        if split == "train":
+        if split in ("train", "fit"):
             return VesselPatches(recs, patches_per_image=patches_per_image, augment=augment)
         return VesselImages(recs)
 
@@ -147,9 +147,10 @@ class DiscCupTask(_FundusTask):
                     input_size=(352, 384), primary_metric="dice_mean", classes=("disc", "cup"))
 
     def build_dataset(self, source: str | Path, split: str, *, augment: bool = False) -> Dataset[Any]:
-        """Training split: resized 352x384 crops; ``test``/``all``: whole resized images, targets at stored size."""
+        """Training split (``train``/``fit``): resized 352x384 crops; ``test``/``val``/``all``: whole resized images,
+        targets at stored size."""
         _, recs = resolve(source, split, kind="disc")
-        return DiscImages(recs, crop=split == "train", augment=augment)
+        return DiscImages(recs, crop=split in ("train", "fit"), augment=augment)
 
     def evaluate(self, model: nn.Module, dataset: Dataset[Any], *, device: str | torch.device = "cpu",
                  threshold: float = 0.5, shape: str | None = None) -> EvalResult:
