@@ -69,3 +69,21 @@ def get_task(name: str) -> Task:
     task = factory()
     _CACHE[name] = task
     return task  # type: ignore[no-any-return]
+
+
+def user_task_path(name: str) -> str | None:
+    """``"module:qualname"`` of a task registered with :func:`register_task` (None for a built-in or unknown name), so
+    that another process can register the same factory (:func:`register_task_path`)."""
+    f = _USER.get(name)
+    return None if f is None else f"{f.__module__}:{f.__qualname__}"
+
+
+def register_task_path(name: str, path: str) -> None:
+    """Register the factory at ``"module:qualname"`` under ``name``, unless ``name`` is known already."""
+    if name in _BUILTIN or name in _USER:
+        return
+    module, qual = path.split(":")
+    obj: Any = importlib.import_module(module)
+    for attr in qual.split("."):
+        obj = getattr(obj, attr)
+    register_task(name)(obj)

@@ -71,29 +71,15 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def task_factory_path(name: str) -> str | None:
-    """``"module:qualname"`` of a task registered at run time (so a worker can register it too); None for built-ins."""
-    from medzoo import _registry
-
-    f = _registry._USER.get(name)
-    return None if f is None else f"{f.__module__}:{f.__qualname__}"
-
-
 def _worker(spec: dict[str, Any]) -> int:
-    import importlib
-
     import torch
 
-    from medzoo import list_tasks, register_task
+    from medzoo._registry import register_task_path
     from medzoo.relay.simulate import Budget, simulate
 
     kw = dict(spec["kwargs"])
-    if spec.get("task_factory") and kw["task_name"] not in list_tasks():
-        mod, qual = spec["task_factory"].split(":")
-        obj: Any = importlib.import_module(mod)
-        for attr in qual.split("."):
-            obj = getattr(obj, attr)
-        register_task(kw["task_name"])(obj)
+    if spec.get("task_factory"):  # a task the caller registered at run time
+        register_task_path(kw["task_name"], spec["task_factory"])
     if spec.get("threads"):
         torch.set_num_threads(int(spec["threads"]))
     kw["budget"] = Budget(**kw["budget"])

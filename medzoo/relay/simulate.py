@@ -244,6 +244,7 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
     part_srcs: set[str] = set()
     parallel: dict[str, Any] = {}
     if jobs > 1:
+        from medzoo._registry import user_task_path
         from medzoo.relay import parallel as par
 
         def matching(paths: Sequence[Path]) -> list[tuple[str, dict[str, Any]]]:
@@ -254,7 +255,7 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
               "budget": asdict(b), "seed": seed, "device": device, "init": init, "train_split": train_split,
               "test_split": test_split,
               "strategy_opts": {k: dict(v) for k, v in (strategy_opts or {}).items()}, "progress": False}
-        parts = [{"label": label, "dir": str(out / "parts" / label), "task_factory": par.task_factory_path(task_name),
+        parts = [{"label": label, "dir": str(out / "parts" / label), "task_factory": user_task_path(task_name),
                   "threads": torch.get_num_threads(), "kwargs": {**kw, **pk}}
                  for label, pk in _plan_parts(priors, strat_names, order_list, base_names, strategy_opts, b, sites)]
         log(f"{tag}relay simulation in {len(parts)} parallel parts, {jobs} at a time, under {out / 'parts'}")
