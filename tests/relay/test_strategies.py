@@ -13,7 +13,7 @@ from medzoo.core import SiteContext, StepOutput
 from medzoo.relay.strategies import (Distillation, QuadraticPenalty, StrategyError, fisher_diagonal, list_strategies,
                                      make_strategy, mas_importance, strategy_defaults, weighted_merge)
 from medzoo.relay.strategies.base import mix_norm_stats, site_norm_stats
-from medzoo.relay.strategies.relay import native_crop
+from medzoo.relay.strategies.relay import fisher_merge, native_crop
 from medzoo.relay.strategies.replay import ConditionalVAE, fit_generator, nearest_neighbour_report
 from medzoo.relay.trainer import TrainConfig, train_site
 
@@ -109,6 +109,41 @@ def test_relay_merges_only_in_second_half(toy) -> None:  # type: ignore[no-untyp
     first = make_strategy("relay", replay=False)
     first.before_site(_ctx(toy, net, site_index=0, n_seen=0))
     assert first.epoch_end(_ctx(toy, net, site_index=0, n_seen=0), 3) is None  # nothing to merge at site 1
+
+
+def test_fisher_merge_follows_the_more_informed_model_per_entry() -> None:
+    old = {"w": torch.tensor([0.0, 0.0, 0.0]), "bn.running_mean": torch.tensor([0.0])}
+    new = {"w": torch.tensor([4.0, 4.0, 4.0]), "bn.running_mean": torch.tensor([4.0])}
+    f_old = {"w": torch.tensor([3.0, 0.0, 0.0])}
+    f_new = {"w": torch.tensor([1.0, 5.0, 0.0])}
+    m = fisher_merge(old, new, f_old, f_new, n_prev=3, n_k=1)
+    # entry 0: 3:1 towards old; entry 1: only the new site informs it; entry 2: no information -> sample weights
+    assert torch.allclose(m["w"], torch.tensor([1.0, 4.0, 1.0]))
+    assert torch.allclose(m["bn.running_mean"], torch.tensor([1.0]))  # buffers: sample-weighted
+
+
+def test_relay_fisher_merge_carries_the_accumulated_fisher(toy) -> None:  # type: ignore[no-untyped-def]
+    cfg = TrainConfig(epochs=2, batch_size=8, lr=0.05, seed=0)
+    net = toy.build_model()
+    s = make_strategy("relay", replay=False, merge="end", merge_weights="fisher", fisher_batches=2)
+    train_site(toy, net, toy.build_dataset("a", "train"), cfg, hooks=[s], progress=False)
+    state = s.state_dict()
+    names = {n for n, _ in net.named_parameters()}
+    assert {k.split(".", 1)[1] for k in state} == names and all(k.startswith("fisher.") for k in state)
+    n_a = len(toy.build_dataset("a", "train"))
+    f_a = fisher_diagonal(toy, net, toy.build_dataset("a", "train"), device=torch.device("cpu"), max_batches=2, seed=0)
+    assert torch.allclose(state["fisher.fc.weight"], n_a * f_a["fc.weight"])
+    # the next site merges with those weights: a strategy rebuilt from the baton state does exactly the same
+    s2 = make_strategy("relay", replay=False, merge="end", merge_weights="fisher", fisher_batches=2)
+    s2.load_state_dict(state)
+    nets = [copy.deepcopy(net), copy.deepcopy(net)]
+    for strat, n in zip((s, s2), nets):
+        train_site(toy, n, toy.build_dataset("c", "train"), cfg, hooks=[strat], site_index=1, n_seen=n_a, progress=False)
+    assert all(torch.equal(p, q) for p, q in zip(nets[0].state_dict().values(), nets[1].state_dict().values()))
+    assert s.ledger_note()["merge"]["after_epochs"] == [2]
+    n_c = len(toy.build_dataset("c", "train"))
+    assert torch.all(s.fisher["fc.weight"] >= state["fisher.fc.weight"])  # accumulated, never reset
+    assert n_c > 0 and not torch.equal(s.fisher["fc.weight"], state["fisher.fc.weight"])
 
 
 def test_ewc_keeps_weights_closer_than_naive(toy) -> None:  # type: ignore[no-untyped-def]

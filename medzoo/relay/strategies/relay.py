@@ -7,6 +7,12 @@
    current weights: ``p = (N_prev * p_old + n_k * p_new) / (N_prev + n_k)``, where ``N_prev`` is the number
    of training samples of all earlier sites (from the ledger) and ``n_k`` this site's.
 
+Beyond the recipe, ``merge_weights="fisher"`` replaces the sample counts by per-parameter Fisher information
+(Fisher merging, Matena & Raffel, NeurIPS 2022): ``p = (F_prev * p_old + n_k F_k * p_new) / (F_prev + n_k F_k)``,
+where ``F_k`` is the empirical Fisher diagonal of the current model on this site's data and ``F_prev`` the
+sample-weighted sum of the earlier sites' Fishers, carried in the baton (``fisher.*``); buffers such as
+BatchNorm statistics keep the sample-weighted merge.
+
 A site can switch replay off (``replay=False`` for that site): it then neither draws replayed samples nor
 trains the generator on its own data, so its images never shape the generator.
 """
@@ -23,6 +29,7 @@ from torch import Tensor
 
 from medzoo.core import SiteContext, StepOutput
 from medzoo.relay.strategies.base import Strategy, StrategyError, float_state, iterate_batches
+from medzoo.relay.strategies.ewc import fisher_diagonal
 from medzoo.relay.strategies.lwf import Distillation
 from medzoo.relay.strategies.replay import ConditionalVAE, fit_generator, nearest_neighbour_report
 
@@ -40,6 +47,32 @@ def weighted_merge(old: Mapping[str, Tensor], new: Mapping[str, Tensor], n_prev:
     for k, v in new.items():
         if v.is_floating_point() and k in old:
             out[k] = (n_prev * old[k].to(v.device, v.dtype) + n_k * v) / (n_prev + n_k)
+    return out
+
+
+def fisher_merge(old: Mapping[str, Tensor], new: Mapping[str, Tensor], f_old: Mapping[str, Tensor],
+                 f_new: Mapping[str, Tensor], n_prev: int, n_k: int) -> dict[str, Tensor]:
+    """Per-entry Fisher-weighted merge ``(f_old * old + f_new * new) / (f_old + f_new)`` (Matena & Raffel 2022).
+
+    ``f_old`` and ``f_new`` are already weighted by sample count (e.g. ``n_k * F_k``). Entries with no Fisher
+    (buffers) or where both Fishers are zero take the sample-weighted merge of :func:`weighted_merge`.
+
+    Example:
+        >>> fisher_merge({"w": torch.tensor([0.0, 0.0])}, {"w": torch.tensor([4.0, 4.0])},
+        ...              {"w": torch.tensor([3.0, 0.0])}, {"w": torch.tensor([1.0, 0.0])}, n_prev=1, n_k=1)["w"]
+        tensor([1., 2.])
+    """
+    out = weighted_merge(old, new, n_prev, n_k)
+    for k, v in new.items():
+        if k not in out or k not in f_old or k not in f_new:
+            continue
+        fo = f_old[k].to(v.device, torch.float64)
+        fn = f_new[k].to(v.device, torch.float64)
+        den = fo + fn
+        ok = den > 0
+        w_new = torch.where(ok, fn / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(den))
+        fisher = old[k].to(v.device, torch.float64) * (1 - w_new) + v.to(torch.float64) * w_new
+        out[k] = torch.where(ok, fisher, out[k].to(torch.float64)).to(v.dtype)
     return out
 
 
@@ -102,6 +135,9 @@ class RelaySettings:
         norm_stats: at sites after the first, ``"adapt"`` lets BatchNorm running statistics follow the new site's
             data (plain training); ``"freeze"`` keeps them as they arrived; ``"pool"`` trains at the
             sample-weighted mixture of the arriving and this site's statistics (see :meth:`Strategy.epoch_start`).
+        merge_weights: ``"samples"`` (the recipe: sample counts) or ``"fisher"`` (per-parameter Fisher
+            information times sample count; the earlier sites' Fisher travels in the baton).
+        fisher_batches: batches of the site's data for each Fisher estimate (``merge_weights="fisher"``).
     """
 
     merge: Literal["second-half", "end", "off"] = "second-half"
@@ -117,6 +153,8 @@ class RelaySettings:
     gen_input: Literal["resize", "crop"] = "resize"
     site_lr_decay: float = 1.0
     norm_stats: Literal["adapt", "freeze", "pool"] = "adapt"
+    merge_weights: Literal["samples", "fisher"] = "samples"
+    fisher_batches: int = 32
 
 
 class Relay(Strategy):
@@ -134,6 +172,8 @@ class Relay(Strategy):
         self._distill: Distillation | None = None
         self._replay_now = False
         self._note: dict[str, Any] = {}
+        self.fisher: dict[str, Tensor] = {}  # sum over earlier sites of n_k * F_k (merge_weights="fisher")
+        self._site_fisher: dict[str, Tensor] | None = None
 
     # -- per-site switches ------------------------------------------------------------------------------
     def set_site_options(self, *, replay: bool | None = None) -> None:
@@ -152,6 +192,11 @@ class Relay(Strategy):
             raise StrategyError(f"the replay generator supports {s.max_sites} sites; this is site {ctx.site_index + 1} "
                              "(start the relay with a larger max_sites, or switch replay off)")
         self._anchor = float_state(ctx.model) if ctx.n_seen > 0 else {}
+        self._site_fisher = None
+        if s.merge_weights == "fisher" and ctx.n_seen > 0 and not self.fisher:
+            # a pretrained model without carried Fisher (``finetune``): estimate it at the arriving weights on this
+            # site's data, the only data at hand (an approximation, as for EWC)
+            self.fisher = {n: ctx.n_seen * f for n, f in self._fisher(ctx).items()}
         self._distill = None
         if ctx.n_seen > 0 and s.distill_alpha > 0:
             self._distill = Distillation(ctx.task, s.distill_alpha)
@@ -194,14 +239,31 @@ class Relay(Strategy):
         if s.merge == "end" and epoch != ctx.epochs - 1:
             return None
         self._note["merge"]["after_epochs"].append(epoch + 1)
-        merged = weighted_merge(self._anchor, ctx.model.state_dict(), ctx.n_seen, len(ctx.train_dataset))  # type: ignore[arg-type]
+        n_k = len(ctx.train_dataset)  # type: ignore[arg-type]
+        if s.merge_weights == "fisher":
+            self._site_fisher = self._fisher(ctx)
+            merged = fisher_merge(self._anchor, ctx.model.state_dict(), self.fisher,
+                                  {n: n_k * f for n, f in self._site_fisher.items()}, ctx.n_seen, n_k)
+        else:
+            merged = weighted_merge(self._anchor, ctx.model.state_dict(), ctx.n_seen, n_k)
         if s.norm_stats == "pool":  # the pooled statistics already weigh the sites; merging would pull them back
             merged = {k: v for k, v in merged.items() if not k.endswith((".running_mean", ".running_var"))}
         return merged
 
+    def _fisher(self, ctx: SiteContext) -> dict[str, Tensor]:
+        return {n: f.detach().cpu() for n, f in fisher_diagonal(
+            ctx.task, ctx.model, ctx.train_dataset, device=ctx.device, max_batches=self.settings.fisher_batches,
+            seed=ctx.site_index).items()}
+
     def after_site(self, ctx: SiteContext) -> None:
         s = self.settings
         self._distill = None
+        if s.merge_weights == "fisher":
+            # this site's Fisher at its trained (pre-merge) weights when a merge measured it, else at the final ones
+            f_k = self._site_fisher if self._site_fisher is not None else self._fisher(ctx)
+            n_k = len(ctx.train_dataset)  # type: ignore[arg-type]
+            self.fisher = {n: self.fisher.get(n, torch.zeros_like(f)) + n_k * f for n, f in f_k.items()}
+            self._site_fisher = None
         if not self.replay_on:
             self._note["generator"] = {"trained_on_this_site": False}
             return
@@ -226,14 +288,17 @@ class Relay(Strategy):
 
     # -- baton state --------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Tensor]:
+        out = {f"fisher.{k}": v.detach().cpu() for k, v in self.fisher.items()}
         if self.generator is None:
-            return {}
-        out = {f"generator.{k}": v.detach().cpu() for k, v in self.generator.state_dict().items()}
+            return out
+        out.update({f"generator.{k}": v.detach().cpu() for k, v in self.generator.state_dict().items()})
         out["generator_config"] = self.generator.config()
         out["generator_sites"] = torch.tensor(self.learned_sites, dtype=torch.long)
         return out
 
     def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
+        self.fisher = {k[len("fisher."):]: v for k, v in state.items() if k.startswith("fisher.")}
+        state = {k: v for k, v in state.items() if not k.startswith("fisher.")}
         if not state:
             self.generator, self.learned_sites = None, []
             return
