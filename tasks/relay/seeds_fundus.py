@@ -56,9 +56,10 @@ def main() -> int:
     ap.add_argument("--name", default="relay_fundus", help="the seed-0 publication's name (relay_fundus_full: full preset)")
     args = ap.parse_args()
     bdir, name0 = Path(args.bench_dir), args.name
-    files = [bdir / f"{name0}.json"] + sorted(bdir.glob(f"{name0}_seed*.json"),
-                                               key=lambda p: int(re.sub(r"\D", "", p.stem[len(name0):]) or 0))
-    files = [f for f in files if f.is_file() and f.stem != f"{name0}_seeds"]
+    # only <name0>_seed<N>.json: not the summary (_seeds) nor an ablation run at another seed (_seed1_ablation_...)
+    seed_files = [p for p in bdir.glob(f"{name0}_seed*.json") if re.fullmatch(re.escape(name0) + r"_seed\d+", p.stem)]
+    files = [bdir / f"{name0}.json"] + sorted(seed_files, key=lambda p: int(p.stem[len(name0) + 5:]))
+    files = [f for f in files if f.is_file()]
     if len(files) < 2:
         print(f"need {name0}.json and at least one {name0}_seed<N>.json in {bdir}", file=sys.stderr)
         return 2

@@ -38,6 +38,8 @@ def test_summary_over_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     bad = {"drive": 0.74, "stare": 0.66, "hrf": 0.74}  # loses to the DRIVE model on STARE
     (tmp_path / "relay_fundus.json").write_text(json.dumps(_doc(0, 0.75, (0.72, -0.04, bad))))
     (tmp_path / "relay_fundus_seed1.json").write_text(json.dumps(_doc(1, 0.74, (0.73, -0.005, good))))
+    # an ablation run at seed 1 sits beside the seed files: it is not a seed of the benchmark
+    (tmp_path / "relay_fundus_seed1_ablation_x.json").write_text(json.dumps(_doc(1, 0.5, (0.1, -0.5, bad))))
     mod = _script()
     argv, sys.argv = sys.argv, ["seeds_fundus.py", "--bench-dir", str(tmp_path)]
     try:
@@ -46,6 +48,7 @@ def test_summary_over_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
         sys.argv = argv
     out = json.loads((tmp_path / "relay_fundus_seeds.json").read_text())
     s0, s1 = out["per_seed"]
+    assert out["sources"] == ["relay_fundus.json", "relay_fundus_seed1.json"]
     assert s0["strategies"]["lwf"]["gap_to_pooled"] == pytest.approx(0.03)
     assert s0["strategies"]["lwf"]["unseen_pairs_lost"] == ["drive->stare"] and s1["strategies"]["lwf"]["beats_single_on_unseen"]
     agg = out["over_seeds"]["lwf"]
