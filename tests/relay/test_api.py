@@ -74,6 +74,12 @@ def test_finetune_one_call(toy) -> None:  # type: ignore[no-untyped-def]
         assert out.meta["finetuned"][-1]["site"] == "b" and out.meta["n_train"] == 48
         assert any(not torch.equal(w0[k], v) for k, v in out.net.state_dict().items())
     assert all(torch.equal(w0[k], v) for k, v in net.state_dict().items())  # the input model is untouched
+    # the Fisher-weighted merge: the arriving model's Fisher is estimated on the new data (no carried Fisher)
+    fis = api.finetune(tm, "b", site="b", strategy="relay", merge_weights="fisher", epochs=1, batch_size=8, lr=0.01,
+                       seed=0, device="cpu", progress=False)
+    sam = api.finetune(tm, "b", site="b", strategy="relay", epochs=1, batch_size=8, lr=0.01, seed=0, device="cpu",
+                       progress=False)
+    assert any(not torch.equal(fis.net.state_dict()[k], v) for k, v in sam.net.state_dict().items())
 
 
 def test_cli_relay_round(toy, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
