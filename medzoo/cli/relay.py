@@ -41,6 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--key-file", type=Path, help="sign the baton with this shared consortium key (HMAC-SHA256)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--seed", type=int, default=0, help="seeds the random initialisation (without --init)")
+    p.add_argument("--norm-eval", choices=("running", "image"),
+                   help="BatchNorm statistics at inference: running (default) or each image's own (fundus tasks)")
     p.set_defaults(func=cmd_start)
 
     p = rs.add_parser("train", help="train the baton's model on this site's data and write the next baton")
@@ -118,6 +120,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--progress", action="store_true", help="show per-epoch progress bars")
     p.add_argument("--jobs", type=int, default=1,
                    help="run the relays and baselines as this many processes at a time (several can share one GPU)")
+    p.add_argument("--norm-eval", choices=("running", "image"),
+                   help="BatchNorm statistics at inference for every method: running (default) or each image's own")
     p.set_defaults(func=cmd_simulate)
 
     p = rs.add_parser("strategies", help="list strategies and their settings")
@@ -128,7 +132,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     from medzoo.relay import api
 
     path = api.start(args.task, args.out, init=args.init, strategy=args.strategy, key_file=args.key_file,
-                     overwrite=args.overwrite, seed=args.seed, **_opts(args.opt))
+                     overwrite=args.overwrite, seed=args.seed, norm_eval=args.norm_eval, **_opts(args.opt))
     print(f"started relay for {args.task} with strategy {args.strategy}: {path}")
     return 0
 
@@ -238,7 +242,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     res = simulate(args.task, _csv(args.sites), args.out, strategies=strategies, orders=args.orders, budget=args.budget,
                    external=_csv(args.external), baselines=baselines, seed=args.seed, device=args.device, init=args.init,
                    strategy_opts=sopts, progress=args.progress, epochs=args.epochs, max_train=args.max_train,
-                   max_test=args.max_test, batch_size=args.batch_size, lr=args.lr, jobs=args.jobs)
+                   max_test=args.max_test, batch_size=args.batch_size, lr=args.lr, jobs=args.jobs,
+                   norm_eval=args.norm_eval)
     print(f"\nwrote {args.out / 'relay_results.json'}, {args.out / 'relay_report.md'} and heatmaps R_<strategy>.png "
           f"({res['wall_s']} s)")
     return 0

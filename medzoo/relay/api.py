@@ -62,7 +62,7 @@ def subset(ds: Dataset[Any], max_samples: int | None, seed: int = 0) -> Dataset[
 
 def start(task_name: str, out: str | Path, *, init: str | Path | None = None, strategy: str = "relay",
           key_file: str | Path | None = None, overwrite: bool = False, arch: dict[str, Any] | None = None,
-          seed: int = 0, **strategy_opts: Any) -> Path:
+          seed: int = 0, norm_eval: str | None = None, **strategy_opts: Any) -> Path:
     """Create the first baton of a relay.
 
     Args:
@@ -74,6 +74,8 @@ def start(task_name: str, out: str | Path, *, init: str | Path | None = None, st
         overwrite: replace an existing ``out``.
         arch: builder arguments for a fresh network (ignored with ``init``).
         seed: seeds the random initialisation (the same seed gives the same starting weights).
+        norm_eval: ``"running"`` or ``"image"``: where the network's BatchNorm layers take their statistics from at
+            inference (:mod:`medzoo.norm`), carried in the baton's architecture; None keeps the network's.
         **strategy_opts: strategy settings (checked; e.g. ``lam=100`` for EWC, ``replay=False`` for relay).
 
     Returns:
@@ -90,6 +92,10 @@ def start(task_name: str, out: str | Path, *, init: str | Path | None = None, st
     strat = make_strategy(strategy, **strategy_opts)
     torch.manual_seed(seed)
     net = task.build_model(weights=init) if init is not None else task.build_model(**(arch or {}))
+    if norm_eval is not None:
+        from medzoo.norm import apply_norm_eval
+
+        apply_norm_eval(task, net, norm_eval)
     b = Baton.new(task_name, task.architecture(net), strat.name, strat.settings_json(), net.state_dict(),
                   init=str(init) if init is not None else None)
     return b.write(out, key_file=key_file)

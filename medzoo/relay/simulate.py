@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from medzoo.core import Task, save_model
+from medzoo.norm import apply_norm_eval, norm_eval_of
 from medzoo.relay import api, metrics
 from medzoo.relay import baselines as bl
 from medzoo.relay.baton import Baton
@@ -93,7 +94,7 @@ def _load_priors(paths: Sequence[str | Path]) -> list[tuple[str, dict[str, Any]]
     return out
 
 
-_IDENTITY_DEFAULTS = {"train_split": "train", "test_split": "test"}  # what files written before these keys meant
+_IDENTITY_DEFAULTS = {"train_split": "train", "test_split": "test", "norm_eval": "running"}  # what files written before these keys meant
 
 
 def _same(result: Mapping[str, Any], identity: Mapping[str, Any]) -> bool:
@@ -181,7 +182,7 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
              external: Sequence[str] = (), baselines: Sequence[str] | Literal["all", "none"] = "all", seed: int = 0,
              device: str = "cpu", init: str | None = None, strategy_opts: Mapping[str, Mapping[str, Any]] | None = None,
              progress: bool = False, log: Callable[[str], None] = print, reuse: Sequence[str | Path] = (),
-             jobs: int = 1, train_split: str = "train", test_split: str = "test",
+             jobs: int = 1, train_split: str = "train", test_split: str = "test", norm_eval: str | None = None,
              **budget_overrides: Any) -> dict[str, Any]:
     """Run relays and baselines on ``sites``; write JSON, Markdown and heatmaps under ``out``; return the results.
 
@@ -204,6 +205,9 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
             each came from.
         train_split, test_split: the task's splits to train on and to measure on (e.g. ``"fit"`` / ``"val"`` to
             choose settings on a validation split held out of the training images, never the test split).
+        norm_eval: where every method's network takes its BatchNorm statistics from at inference, ``"running"``
+            or ``"image"`` (:mod:`medzoo.norm`; set on the initial network, so every relay, baseline and baton
+            has it); None keeps the initial network's.
         jobs: run the relays (one part per strategy and order) and the baselines (single-site with the ensemble,
             pooled, cyclic, FedAvg) as this many processes at a time (:mod:`medzoo.relay.parallel`; several can
             share one GPU), under ``out/parts/``, then take them over. ``wall_s`` is then this call's elapsed time
@@ -233,12 +237,14 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
 
     torch.manual_seed(seed)
     net0 = task.build_model(weights=init) if init is not None else task.build_model()
+    if norm_eval is not None:
+        apply_norm_eval(task, net0, norm_eval)
     priors = _load_priors(reuse)  # before init.safetensors is rewritten: an old file may need its sha256
     init_path = save_model(task, net0, out / "init.safetensors", meta={"note": "initial weights of the simulation"})
     init_sha = state_fingerprint(net0)
     identity = {"task": task_name, "sites": list(map(str, sites)), "external": list(map(str, external)),
                 "budget": asdict(b), "seed": seed, "device": device, "init": init or "random", "init_sha256": init_sha,
-                "train_split": train_split, "test_split": test_split}
+                "train_split": train_split, "test_split": test_split, "norm_eval": norm_eval_of(net0)}
     priors = [(src, r) for src, r in priors if _same(r, identity)]
     reused: dict[str, Any] = {"runs": [], "baselines": {}, "wall_s": 0.0}
     part_srcs: set[str] = set()
@@ -253,7 +259,7 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
         priors += matching(sorted((out / "parts").glob(f"*/{par.PART_RESULTS}")))  # parts of an interrupted call
         kw = {"task_name": task_name, "sites": list(map(str, sites)), "external": list(map(str, external)),
               "budget": asdict(b), "seed": seed, "device": device, "init": init, "train_split": train_split,
-              "test_split": test_split,
+              "test_split": test_split, "norm_eval": norm_eval,
               "strategy_opts": {k: dict(v) for k, v in (strategy_opts or {}).items()}, "progress": False}
         parts = [{"label": label, "dir": str(out / "parts" / label), "task_factory": user_task_path(task_name),
                   "threads": torch.get_num_threads(), "kwargs": {**kw, **pk}}
@@ -380,7 +386,7 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
     results = {"task": task_name, "synthetic": syn, "sites": list(map(str, sites)), "external": list(map(str, external)),
                "primary_metric": task.spec.primary_metric, "higher_is_better": hib, "budget": asdict(b), "seed": seed,
                "device": device, "init": init or "random", "train_split": train_split, "test_split": test_split,
-               "init_scores": init_scores, "runs": runs,
+               "norm_eval": identity["norm_eval"], "init_scores": init_scores, "runs": runs,
                "baselines": base, "order_study": order_study, "definitions": report.DEFINITIONS,
                "init_sha256": init_sha, "reused": reused, **({"parallel": parallel} if parallel else {}),
                "wall_s": round(time.perf_counter() - t_start + reused["wall_s"], 1)}

@@ -34,6 +34,12 @@ Choosing settings: ``--validation`` trains on each site's ``fit`` split and meas
 training image held out: DRIVE 4, STARE 2, HRF 3 images), never on the test split; it publishes
 ``relay_fundus_validation`` (run folder ``--out``/<preset>-validation).
 
+Per-image normalisation statistics: ``--norm-eval image`` gives every method's network (relays and baselines
+alike) BatchNorm statistics computed from each test image at inference instead of the running statistics
+(:mod:`medzoo.norm`); training is unchanged. It publishes ``relay_fundus[_<preset>]_image`` (run folder
+``--out``/<preset>-image); the Relay Learning recipe then runs with ``norm_stats=adapt``, as the running
+statistics that ``freeze`` keeps are never used.
+
 Parallel (``--jobs N``, e.g. several processes sharing one GPU): each phase runs as ``simulate(jobs=N)``: parts (one
 per strategy and order, one per baseline group) as N processes at a time under ``--out``/<preset>/<phase>/parts/,
 then taken over (:mod:`medzoo.relay.parallel`). A rerun after an interruption keeps every finished part. The wall
@@ -84,10 +90,11 @@ def preset_budget(preset: str) -> Any:
                    max_test=p["max_test"], gen_epochs=p["gen_epochs"], n_boot=p["n_boot"])
 
 
-def default_name(preset: str, validation: bool = False) -> str:
-    """Where a preset publishes by default: one file per preset (and for the validation split), so a GPU run
-    never overwrites the CPU one."""
-    return "relay_fundus" + ("" if preset == "reduced" else f"_{preset}") + ("_validation" if validation else "")
+def default_name(preset: str, validation: bool = False, norm_eval: str = "running") -> str:
+    """Where a preset publishes by default: one file per preset (and for the validation split and per-image
+    statistics), so a GPU run never overwrites the CPU one."""
+    return ("relay_fundus" + ("" if preset == "reduced" else f"_{preset}") + ("_validation" if validation else "")
+            + ("_image" if norm_eval == "image" else ""))
 
 
 def check_targets(res: dict[str, Any], order_res: dict[str, Any] | None, wall_s: float) -> dict[str, Any]:
@@ -178,6 +185,9 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=1,
                     help="run each phase's strategies, baseline groups and orders as this many processes at a time "
                          "(several can share one GPU); default 1: one after the other in this process")
+    ap.add_argument("--norm-eval", choices=("running", "image"), default="running",
+                    help="BatchNorm statistics at inference for every method: the running ones (default) or each "
+                         "image's own (medzoo.norm)")
     args = ap.parse_args()
 
     import torch
@@ -193,6 +203,8 @@ def main() -> int:
     if args.baselines:
         p["baselines"] = "none" if args.baselines == "none" else [x.strip() for x in args.baselines.split(",") if x.strip()]
     opts: dict[str, dict[str, str]] = {k: dict(v) for k, v in STRATEGY_OPTS.items()}
+    if args.norm_eval == "image":  # running statistics are never used at inference: nothing for freeze to keep
+        opts = {k: {kk: vv for kk, vv in v.items() if kk != "norm_stats"} for k, v in opts.items()}
     for o in args.opt:
         if "=" not in o or "." not in o.split("=", 1)[0]:
             raise SystemExit(f"--opt expects STRATEGY.KEY=VALUE, got {o!r}")
@@ -203,8 +215,9 @@ def main() -> int:
 
     wanted = list_strategies() if p["strategies"] == "all" else list(p["strategies"])
     common = dict(budget=preset_budget(args.preset), seed=args.seed, device=args.device, progress=False,
-                  strategy_opts=opts or None, **({"train_split": "fit", "test_split": "val"} if args.validation else {}))
-    run_dir = args.out / (args.preset + ("-validation" if args.validation else ""))
+                  strategy_opts=opts or None, norm_eval=args.norm_eval, **({"train_split": "fit", "test_split": "val"} if args.validation else {}))
+    run_dir = args.out / (args.preset + ("-validation" if args.validation else "")
+                          + ("-image" if args.norm_eval == "image" else ""))
     main_dir, order_dir = run_dir / "main", run_dir / "orders"
     res = simulate("fundus-vessels", SITES, main_dir, strategies=wanted, baselines=p["baselines"],
                    reuse=_prior(main_dir), jobs=args.jobs, **common)
@@ -231,8 +244,8 @@ def main() -> int:
     wall = sum(walls.values())
     res["wall_s"] = round(wall, 1)
     targets = check_targets(res, order_res, wall)
-    name = args.name or default_name(args.preset, args.validation)
-    extra = {"preset": args.preset, "splits": {"train": common.get("train_split", "train"), "measured_on": common.get("test_split", "test")}, "preset_settings": p, "strategy_opts": opts, "targets": targets,
+    name = args.name or default_name(args.preset, args.validation, args.norm_eval)
+    extra = {"preset": args.preset, "splits": {"train": common.get("train_split", "train"), "measured_on": common.get("test_split", "test")}, "preset_settings": p, "strategy_opts": opts, "norm_eval": args.norm_eval, "targets": targets,
              "order_study_run": bool(order_res), "phase_wall_s": walls, "parallel": parallel}
     md = targets_md(targets, args.preset)
     if args.validation:

@@ -98,6 +98,9 @@ def test_cli_relay_round(toy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
                  "--opt", "mode=weird"]) == 2
     assert main(["relay", "train", str(tmp_path / "m.safetensors"), "--data", "a", "--site", "a", "--out", str(tmp_path / "y")]) == 2
     assert "not a medzoo relay baton" in capsys.readouterr().err
+    assert main(["relay", "start", "--task", toy.spec.name, "--out", str(tmp_path / "i.baton"), "--strategy", "lwf",
+                 "--norm-eval", "image"]) == 0
+    assert api.inspect(tmp_path / "i.baton")["architecture"]["norm_eval"] == "image"
 
 
 def test_cli_simulate_and_strategies(toy, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]

@@ -45,6 +45,13 @@ def test_simulate_reuses_only_matching_runs(toy, tmp_path: Path) -> None:  # typ
     fourth = simulate(toy.spec.name, ["a", "b"], tmp_path / "four", strategies=["naive"], baselines="none",
                       reuse=[prior], **{**kw, "epochs": 2})
     assert fourth["reused"]["runs"] == []
+    # per-image normalisation statistics (same initial tensors, another network at inference): nothing is reused,
+    # and every method's network, batons included, has them
+    fifth = simulate(toy.spec.name, ["a", "b"], tmp_path / "five", strategies=["naive"], baselines=["pooled"],
+                     reuse=[prior], norm_eval="image", **kw)
+    assert fifth["reused"] == {"runs": [], "baselines": {}, "wall_s": 0.0} and fifth["norm_eval"] == "image"
+    assert fifth["init_sha256"] == first["init_sha256"]
+    assert Baton.read(fifth["runs"][0]["baton"]).architecture["norm_eval"] == "image"
 
 
 def test_reuse_treats_settings_an_older_file_lacks_as_defaults(toy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -53,6 +60,7 @@ def test_reuse_treats_settings_an_older_file_lacks_as_defaults(toy, tmp_path: Pa
     prior = tmp_path / "one" / "relay_results.json"
     old = json.loads(prior.read_text())
     del old["init_sha256"]  # written before medzoo recorded it: the init.safetensors beside it stands in
+    del old["norm_eval"]  # likewise: running statistics, the only mode then
     for r in old["runs"]:
         r["settings"].pop("site_lr_decay")  # a setting added later, whose default is the old behaviour
     prior.write_text(json.dumps(old))

@@ -226,6 +226,20 @@ def test_norm_stats_freeze_keeps_running_statistics_at_later_sites(toy) -> None:
         make_strategy("ewc", norm_stats="merge")
 
 
+def test_norm_stats_other_than_adapt_refused_with_per_image_statistics(toy) -> None:  # type: ignore[no-untyped-def]
+    from medzoo.norm import set_norm_eval
+
+    cfg = TrainConfig(epochs=1, batch_size=8, lr=0.01, seed=0)
+    net = toy.build_model()
+    set_norm_eval(net, "image")
+    for mode in ("freeze", "pool"):
+        with pytest.raises(StrategyError, match="never uses at inference"):
+            train_site(toy, net, toy.build_dataset("c", "train"), cfg, hooks=[make_strategy("lwf", norm_stats=mode)],
+                       site_index=1, n_seen=24, progress=False)
+    train_site(toy, net, toy.build_dataset("c", "train"), cfg, hooks=[make_strategy("lwf")], site_index=1, n_seen=24,
+               progress=False)  # adapt: fine
+
+
 def test_mix_norm_stats_gives_the_statistics_of_the_union() -> None:
     g = torch.Generator().manual_seed(0)
     x1, x2 = torch.randn(300, 2, generator=g), 3 + 2 * torch.randn(100, 2, generator=g)

@@ -67,17 +67,25 @@ class ToyTask:
     spec = TaskSpec(name=NAME, family="toy", target_kind="label", num_outputs=2, in_chans=3,
                     input_size=(SIZE, SIZE), primary_metric="accuracy", classes=("left", "right"), synthetic=True)
 
-    def build_model(self, *, weights: str | Path | None = None, width: int = 8) -> nn.Module:
-        net = ToyNet(width)
+    def build_model(self, *, weights: str | Path | None = None, width: int = 8, norm_eval: str = "running") -> nn.Module:
+        from medzoo.norm import set_norm_eval
+
         if weights is not None:
             from medzoo.core import load_state_dict_strict, read_model_file
 
-            _, _, _, state = read_model_file(weights)
+            _, arch, _, state = read_model_file(weights)
+            net = self.build_model(**arch)
             load_state_dict_strict(net, state, source=str(weights))
+            return net
+        net = ToyNet(width)
+        set_norm_eval(net, norm_eval)
         return net
 
     def architecture(self, model: nn.Module) -> dict[str, Any]:
-        return {"width": model.width}  # type: ignore[union-attr]
+        from medzoo.norm import norm_eval_of
+
+        mode = norm_eval_of(model)
+        return {"width": model.width, **({"norm_eval": mode} if mode != "running" else {})}  # type: ignore[union-attr]
 
     def builtin_sites(self) -> tuple[str, ...]:
         return tuple(_SITES)

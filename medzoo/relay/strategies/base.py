@@ -81,7 +81,14 @@ class Strategy:
         (subclasses that override this call ``super().before_site(ctx)``). The trainer calls it on the arriving
         weights, before a checkpoint is loaded, so a resumed site mixes with the same statistics."""
         self._arriving_norm = {}
-        if getattr(self.settings, "norm_stats", "adapt") == "pool" and ctx.n_seen > 0:
+        mode = getattr(self.settings, "norm_stats", "adapt")
+        if mode != "adapt":
+            from medzoo.norm import norm_eval_of
+
+            if norm_eval_of(ctx.model) == "image":
+                raise StrategyError(f"norm_stats={mode} sets the BatchNorm running statistics, which this network "
+                                    "never uses at inference (norm_eval=image): use norm_stats=adapt")
+        if mode == "pool" and ctx.n_seen > 0:
             self._arriving_norm = {n: (m.running_mean.detach().clone(), m.running_var.detach().clone())
                                    for n, m in norm_layers(ctx.model)}
 

@@ -21,7 +21,7 @@ DEFAULT_DECODER = (64, 48, 32, 24, 16)
 
 
 def build_unet(*, in_chans: int, classes: int, encoder: str = DEFAULT_ENCODER,
-               decoder_channels: tuple[int, ...] | list[int] = DEFAULT_DECODER) -> nn.Module:
+               decoder_channels: tuple[int, ...] | list[int] = DEFAULT_DECODER, norm_eval: str = "running") -> nn.Module:
     """A U-Net (segmentation_models_pytorch) with a timm encoder, random init (nothing is downloaded).
 
     Args:
@@ -29,6 +29,8 @@ def build_unet(*, in_chans: int, classes: int, encoder: str = DEFAULT_ENCODER,
         classes: output channels (sigmoid logits).
         encoder: smp encoder name; ``"tu-<timm name>"`` uses a timm backbone.
         decoder_channels: decoder widths, deepest first (five of them).
+        norm_eval: ``"running"`` (BatchNorm's running statistics at inference) or ``"image"`` (each image's own
+            statistics; :mod:`medzoo.norm`).
 
     Returns:
         the network; its builder arguments are kept in ``net.medzoo_arch``.
@@ -45,6 +47,11 @@ def build_unet(*, in_chans: int, classes: int, encoder: str = DEFAULT_ENCODER,
                    decoder_channels=tuple(decoder_channels))
     net.medzoo_arch = {"encoder": encoder, "decoder_channels": list(decoder_channels),  # type: ignore[assignment]
                        "in_chans": in_chans, "classes": classes}
+    if norm_eval != "running":
+        from medzoo.norm import set_norm_eval
+
+        set_norm_eval(net, norm_eval)
+        net.medzoo_arch["norm_eval"] = norm_eval  # type: ignore[index]
     return net
 
 

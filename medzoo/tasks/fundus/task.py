@@ -30,7 +30,7 @@ class _FundusTask:
 
         Args:
             weights: shipped weights name or a ``.safetensors`` medzoo model file.
-            **arch: ``encoder``, ``decoder_channels`` (see :func:`~medzoo.tasks.fundus.model.build_unet`).
+            **arch: ``encoder``, ``decoder_channels``, ``norm_eval`` (see :func:`~medzoo.tasks.fundus.model.build_unet`).
         """
         if weights is not None:
             if Path(weights).suffix == ".safetensors" or Path(weights).exists():
@@ -51,7 +51,12 @@ class _FundusTask:
         arch = dict(getattr(model, "medzoo_arch", {}))
         if not arch:
             raise ValueError("this network was not built by the fundus task's build_model")
-        return {"encoder": arch["encoder"], "decoder_channels": list(arch["decoder_channels"])}
+        out = {"encoder": arch["encoder"], "decoder_channels": list(arch["decoder_channels"])}
+        from medzoo.norm import norm_eval_of
+
+        if norm_eval_of(model) != "running":  # only when set: files written without it keep their architecture
+            out["norm_eval"] = norm_eval_of(model)
+        return out
 
     def builtin_sites(self) -> tuple[str, ...]:
         return self.sites
