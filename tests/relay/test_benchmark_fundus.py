@@ -32,6 +32,8 @@ def test_each_preset_publishes_under_its_own_name() -> None:
     assert [mod.default_name(p) for p in ("smoke", "reduced", "full")] == \
         ["relay_fundus_smoke", "relay_fundus", "relay_fundus_full"]
     assert mod.default_name("reduced", validation=True) == "relay_fundus_validation"
+    assert mod.default_name("reduced", norm_eval="image") == "relay_fundus_image"
+    assert mod.default_name("full", True, "image") == "relay_fundus_full_validation_image"
 
 
 def test_reduced_preset_is_the_published_budget() -> None:
