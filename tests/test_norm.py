@@ -73,6 +73,7 @@ def test_fundus_network_records_the_mode_in_model_files_and_batons(tmp_path: Pat
     baton2 = api.start("fundus-vessels", tmp_path / "b2.baton", init=str(plain), strategy="naive", norm_eval="image")
     exported = api.export(baton2, tmp_path / "e.safetensors")
     assert norm_eval_of(load_model(exported).net) == "image"
+    assert norm_eval_of(api.model(baton2).net) == "image"
 
 
 

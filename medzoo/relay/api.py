@@ -243,18 +243,31 @@ def verify(baton: str | Path, *, key_file: str | Path | None = None) -> dict[str
             "entries": len(b.ledger), "sites": b.sites, "content_sha256": b.content_sha256()}
 
 
+def _model(b: Baton) -> TaskModel:
+    task, net, _ = _build(b)
+    meta = {"relay": {"sites": b.sites, "n_samples": b.n_seen, "strategy": b.strategy, "baton_sha256": b.content_sha256(),
+                      "metrics": [{"site": e.get("site"), "kind": e.get("kind"), "metrics": e.get("metrics")}
+                                  for e in b.ledger if e.get("metrics")]},
+            "sites": b.sites, "n_train": b.n_seen, "synthetic": task.spec.synthetic}
+    return task.wrap(net, meta)
+
+
+def model(baton: str | Path, *, key_file: str | Path | None = None, expect_task: str | None = None) -> TaskModel:
+    """The baton's model as its task's :class:`~medzoo.core.TaskModel` (what :func:`export` writes), in memory.
+
+    Example:
+        >>> model("site3.baton").predict(rgb)  # doctest: +SKIP
+    """
+    return _model(Baton.read(baton, key_file=key_file, expect_task=expect_task))
+
+
 def export(baton: str | Path, out: str | Path, *, key_file: str | Path | None = None, half: bool = False,
            overwrite: bool = False) -> Path:
     """Write the baton's model as a medzoo model file (loadable by :func:`medzoo.core.load_model`)."""
     out = Path(out)
     b = Baton.read(baton, key_file=key_file)
     _refuse_existing(out, overwrite)
-    task, net, _ = _build(b)
-    meta = {"relay": {"sites": b.sites, "n_samples": b.n_seen, "strategy": b.strategy, "baton_sha256": b.content_sha256(),
-                      "metrics": [{"site": e.get("site"), "kind": e.get("kind"), "metrics": e.get("metrics")}
-                                  for e in b.ledger if e.get("metrics")]},
-            "sites": b.sites, "n_train": b.n_seen, "synthetic": task.spec.synthetic}
-    return task.wrap(net, meta).save(out, half=half)
+    return _model(b).save(out, half=half)
 
 
 def finetune(task_model: TaskModel, data: str | Path, site: str | None = None, strategy: str = "lwf", *,

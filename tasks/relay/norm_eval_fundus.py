@@ -25,13 +25,9 @@ SITES = ["drive", "stare", "hrf"]
 
 def _net(task: Any, src: str) -> Any:
     if src.endswith(".baton"):
-        from medzoo.core import load_state_dict_strict
-        from medzoo.relay.baton import Baton
+        from medzoo.relay.api import model
 
-        b = Baton.read(src, expect_task="fundus-vessels")
-        net = task.build_model(**b.architecture)
-        load_state_dict_strict(net, b.model_state, source=src)
-        return net
+        return model(src, expect_task="fundus-vessels").net
     return task.build_model(weights=src)
 
 
