@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from medzoo.core import Task, save_model
+from medzoo.errors import InputError
 from medzoo.norm import apply_norm_eval, norm_eval_of
 from medzoo.relay import api, metrics
 from medzoo.relay import baselines as bl
@@ -229,6 +230,9 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
     order_list = [list(o) for o in itertools.permutations(sites)] if orders == "all" else \
         [list(sites)] if orders == "given" else [list(o) for o in orders]
     base_names = list(BASELINES) if baselines == "all" else [] if baselines == "none" else list(baselines)
+    unknown = [n for n in base_names if n not in BASELINES]
+    if unknown:  # e.g. ["all"] from a comma-split option: refuse rather than silently train no baseline
+        raise InputError(f"unknown baseline(s) {unknown}; known: {', '.join(BASELINES)} (or 'all' / 'none' alone)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     hib = task.spec.higher_is_better

@@ -97,6 +97,12 @@ def default_name(preset: str, validation: bool = False, norm_eval: str = "runnin
             + ("_image" if norm_eval == "image" else ""))
 
 
+def parse_baselines(text: str) -> str | list[str]:
+    """``--baselines``: ``all`` or ``none`` as they are, else a comma list of names (simulate refuses unknown ones)."""
+    text = text.strip()
+    return text if text in ("all", "none") else [x.strip() for x in text.split(",") if x.strip()]
+
+
 def check_targets(res: dict[str, Any], order_res: dict[str, Any] | None, wall_s: float) -> dict[str, Any]:
     """Measured answers to issue 3's targets (booleans and the numbers behind them)."""
     runs = [r for r in res["runs"] if r["order"] == SITES]
@@ -201,7 +207,7 @@ def main() -> int:
     if args.strategies:
         p["strategies"] = [x.strip() for x in args.strategies.split(",") if x.strip()]
     if args.baselines:
-        p["baselines"] = "none" if args.baselines == "none" else [x.strip() for x in args.baselines.split(",") if x.strip()]
+        p["baselines"] = parse_baselines(args.baselines)
     opts: dict[str, dict[str, str]] = {k: dict(v) for k, v in STRATEGY_OPTS.items()}
     if args.norm_eval == "image":  # running statistics are never used at inference: nothing for freeze to keep
         opts = {k: {kk: vv for kk, vv in v.items() if kk != "norm_stats"} for k, v in opts.items()}

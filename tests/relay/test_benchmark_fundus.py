@@ -42,3 +42,9 @@ def test_reduced_preset_is_the_published_budget() -> None:
     published = ROOT / "docs" / "benchmarks" / "relay_fundus.json"
     assert asdict(b) == json.loads(published.read_text())["results"]["budget"]
 
+
+
+def test_baselines_option() -> None:
+    parse = _script().parse_baselines
+    assert parse("all") == "all" and parse(" none ") == "none"
+    assert parse("single, pooled,") == ["single", "pooled"]

@@ -85,3 +85,12 @@ def test_simulate_toy(toy, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert img is not None and img.shape[0] > 100
     printed = capsys.readouterr().out
     assert "SYNTHETIC" in printed and "after a" in printed
+
+
+def test_simulate_refuses_unknown_baselines(toy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # ["all"] is what a comma-split "--baselines all" gives: it once trained no baseline at all, silently
+    from medzoo.errors import InputError
+
+    with pytest.raises(InputError, match=r"unknown baseline\(s\) \['all'\].*single, ensemble, pooled"):
+        simulate(toy.spec.name, ["a", "b"], tmp_path / "run", strategies=["naive"], baselines=["all"], budget="tiny")
+    assert not (tmp_path / "run").exists()  # refused before anything is written
