@@ -75,6 +75,9 @@ def markdown(res: Mapping[str, Any]) -> str:
     L += [f"Sites (training order as given): {', '.join(res['sites'])}; external: {', '.join(res['external']) or 'none'}. "
           f"Metric: `{m}` ({'higher' if res['higher_is_better'] else 'lower'} is better). Budget: `{res['budget']}`. "
           f"Seed {res['seed']}, device {res['device']}, init {res['init']}. Wall time {res['wall_s']} s.", ""]
+    if res.get("norm_eval") == "image":
+        L += ["BatchNorm statistics at inference: **each image's own** (`norm_eval=image`, medzoo.norm), for every "
+              "method; training unchanged.", ""]
     splits = (res.get("train_split", "train"), res.get("test_split", "test"))
     if splits != ("train", "test"):
         L += [f"**Trained on split `{splits[0]}`, measured on split `{splits[1]}`** (not the test split).", ""]

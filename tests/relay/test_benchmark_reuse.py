@@ -52,6 +52,8 @@ def test_simulate_reuses_only_matching_runs(toy, tmp_path: Path) -> None:  # typ
     assert fifth["reused"] == {"runs": [], "baselines": {}, "wall_s": 0.0} and fifth["norm_eval"] == "image"
     assert fifth["init_sha256"] == first["init_sha256"]
     assert Baton.read(fifth["runs"][0]["baton"]).architecture["norm_eval"] == "image"
+    assert "each image's own" in (tmp_path / "five" / "relay_report.md").read_text()  # the report says so
+    assert "each image's own" not in (Path(prior).parent / "relay_report.md").read_text()
 
 
 def test_reuse_treats_settings_an_older_file_lacks_as_defaults(toy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
