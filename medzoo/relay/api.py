@@ -180,7 +180,7 @@ def train(baton: str | Path, data: str | Path, site: str, out: str | Path, *, ep
                "epochs": epochs, "metrics": metrics, "metrics_split": eval_split, "strategy": b.strategy,
                "strategy_settings": b.strategy_settings, "site_options": {"replay": replay},
                "train_config": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "device": device,
-                                "split": split, "amp": bool(amp and torch.device(device).type == "cuda"),
+                                "split": split, "max_samples": max_samples, "amp": bool(amp and torch.device(device).type == "cuda"),
                                 "lr_scale": stats.get("lr_scale", 1.0), "resumed_from_epoch": int(stats["resumed_from_epoch"])},
                "train_stats": {"loss": stats["loss"], "steps": int(stats["steps"]), "wall_s": round(stats["wall_s"], 2)},
                "note": strategy.ledger_note(), "started": started, "finished": now(),

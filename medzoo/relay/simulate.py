@@ -11,6 +11,7 @@ the same loop, epochs and data subsets. Outputs: ``relay_results.json``, ``relay
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -25,7 +26,7 @@ from medzoo.errors import InputError
 from medzoo.norm import apply_norm_eval, norm_eval_of
 from medzoo.relay import api, metrics
 from medzoo.relay import baselines as bl
-from medzoo.relay.baton import Baton
+from medzoo.relay.baton import Baton, _cpu32, tensors_sha256
 from medzoo.relay.strategies import list_strategies, make_strategy, strategy_defaults
 from medzoo.relay.trainer import TrainConfig, state_fingerprint
 
@@ -172,6 +173,36 @@ def _plan_parts(priors: Sequence[tuple[str, dict[str, Any]]], strat_names: Seque
     return parts
 
 
+def _start_matches(path: Path, task: Task, net0: nn.Module, strategy: str, settings: Mapping[str, Any]) -> bool:
+    """Whether ``path`` is already the start baton this relay would write (same task, network, initial weights,
+    strategy and settings): then an interrupted run's later laps, chained to it, can be taken over."""
+    try:
+        b = Baton.read(path)
+    except Exception:  # noqa: BLE001 - missing, unreadable or foreign: write a new one
+        return False
+    return (len(b.ledger) == 1 and b.ledger[0].get("kind") == "start" and b.task == task.spec.name
+            and b.architecture == task.architecture(net0) and b.strategy == strategy
+            and b.strategy_settings == json.loads(json.dumps(dict(settings), default=str)) and not b.strategy_state
+            and b.weights_sha256 == tensors_sha256(_cpu32(net0.state_dict())))
+
+
+def _finished_lap(prev: Path, nxt: Path, site: str, cfg: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The ledger entry of ``nxt`` when it is a finished lap of this relay: a valid baton whose ledger is ``prev``'s
+    plus one training entry at ``site`` with the same training settings ``cfg``; else None."""
+    if not nxt.is_file():
+        return None
+    try:
+        a, b = Baton.read(prev), Baton.read(nxt)
+    except Exception:  # noqa: BLE001 - unreadable or edited: train the lap again
+        return None
+    e = b.ledger[-1]
+    tc = e.get("train_config", {})
+    same = (len(b.ledger) == len(a.ledger) + 1 and e.get("prev_hash") == a.ledger[-1]["hash"] and e.get("kind") == "train"
+            and e.get("site") == site and e.get("strategy_settings") == a.strategy_settings
+            and all(tc.get(k, "missing") == v for k, v in cfg.items()))
+    return e if same else None
+
+
 def _eval(task: Task, net: nn.Module, ds: Any, device: str) -> tuple[float, list[float]]:
     res = task.evaluate(net, ds, device=device)
     key = task.spec.primary_metric
@@ -303,14 +334,24 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
                 continue
             t0 = time.perf_counter()
             bdir = out / "batons" / sname / "-".join(Path(str(s)).name for s in order)
-            prev = api.start(task_name, bdir / "0-start.baton", init=str(init_path), strategy=sname, overwrite=True, **opts)
+            prev = bdir / "0-start.baton"
+            if not _start_matches(prev, task, net0, sname, want):  # else an interrupted run's start: its laps chain on
+                api.start(task_name, prev, init=str(init_path), strategy=sname, overwrite=True, **opts)
             R: list[list[float]] = []
             samples: list[list[list[float]]] = []
+            taken_over: list[dict[str, Any]] = []
+            lap_cfg = {"epochs": b.epochs, "batch_size": b.batch_size, "lr": b.lr, "seed": seed, "device": device,
+                   "split": train_split, "max_samples": b.max_train}
             for i, s in enumerate(order):
                 nxt = bdir / f"{i + 1}-{Path(str(s)).name}.baton"
-                api.train(prev, s, str(s), nxt, epochs=b.epochs, batch_size=b.batch_size, lr=b.lr, seed=seed, device=device,
-                          resume=False, max_samples=b.max_train, eval_split=None, overwrite=True, progress=progress,
-                          split=train_split)
+                lap = _finished_lap(prev, nxt, str(s), lap_cfg)
+                if lap is not None:  # a lap an interrupted run finished: the same arriving baton, site and settings
+                    taken_over.append({"site": str(s), "train_wall_s": lap.get("train_stats", {}).get("wall_s", 0.0)})
+                    log(f"  {tag}{sname} [{' -> '.join(map(str, order))}] lap {i + 1} ({s}): taken over from {nxt.name}")
+                else:  # resume=True: a killed lap continues from its last epoch checkpoint (one of another run is ignored)
+                    api.train(prev, s, str(s), nxt, epochs=b.epochs, batch_size=b.batch_size, lr=b.lr, seed=seed,
+                              device=device, resume=True, max_samples=b.max_train, eval_split=None, overwrite=True,
+                              progress=progress, split=train_split)
                 prev = nxt
                 bt = Baton.read(nxt)
                 _, net, _ = api._build(bt)
@@ -330,7 +371,8 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
                          "fwt": metrics.forward_transfer(R, [init_scores[s] for s in order], hib),
                          "ci": ci, "final_row": dict(zip(map(str, order), R[-1])), "external": ext,
                          "per_sample": {"final": final_s, "diag": diag_s}, "strategy_notes": notes,
-                         "baton": str(prev), "wall_s": round(time.perf_counter() - t0, 1)})
+                         "baton": str(prev), "wall_s": round(time.perf_counter() - t0 + sum(float(t["train_wall_s"]) for t in taken_over), 1),
+                         **({"laps_taken_over": taken_over} if taken_over else {})})
 
     base: dict[str, Any] = {}
     done_here: list[str] = []

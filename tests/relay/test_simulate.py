@@ -94,3 +94,24 @@ def test_simulate_refuses_unknown_baselines(toy, tmp_path: Path) -> None:  # typ
     with pytest.raises(InputError, match=r"unknown baseline\(s\) \['all'\].*single, ensemble, pooled"):
         simulate(toy.spec.name, ["a", "b"], tmp_path / "run", strategies=["naive"], baselines=["all"], budget="tiny")
     assert not (tmp_path / "run").exists()  # refused before anything is written
+
+
+def test_simulate_takes_over_the_laps_an_interrupted_run_finished(toy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    kw = dict(strategies=["lwf"], budget="tiny", baselines="none", epochs=1, n_boot=20)
+    first = simulate(toy.spec.name, ["a", "b"], tmp_path, **kw)
+    bdir = tmp_path / "batons" / "lwf" / "a-b"
+    lap1 = (bdir / "1-a.baton").read_bytes()
+    (bdir / "2-b.baton").unlink()  # killed during the second lap: its baton was never written
+    lines: list[str] = []
+    again = simulate(toy.spec.name, ["a", "b"], tmp_path, log=lines.append, **kw)
+    assert [ln for ln in lines if "taken over" in ln] == [ln for ln in lines if "lap 1 (a): taken over from 1-a.baton" in ln] != []
+    assert (bdir / "1-a.baton").read_bytes() == lap1  # not retrained
+    assert again["runs"][0]["R"] == first["runs"][0]["R"]  # same seed: the same result as the uninterrupted run
+    assert [t["site"] for t in again["runs"][0]["laps_taken_over"]] == ["a"]
+    # other training settings (or strategy settings) never take over a lap
+    lines.clear()
+    simulate(toy.spec.name, ["a", "b"], tmp_path, log=lines.append, **{**kw, "epochs": 2})
+    assert not any("taken over" in ln for ln in lines)
+    lines.clear()
+    simulate(toy.spec.name, ["a", "b"], tmp_path, log=lines.append, strategy_opts={"lwf": {"alpha": 2.0}}, **kw)
+    assert not any("taken over" in ln for ln in lines)
