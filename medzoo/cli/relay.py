@@ -107,7 +107,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--budget", default="tiny", choices=("tiny", "small", "full"))
     p.add_argument("--external", default="", help="comma-separated sites never trained on (evaluated at the end)")
     p.add_argument("--baselines", default="all", help="'all', 'none' or a comma list of single,ensemble,pooled,cyclic,fedavg")
-    p.add_argument("--out", type=Path, required=True, help="output folder (JSON, Markdown, heatmap PNGs, batons)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (JSON, Markdown, heatmap PNGs, batons); "
+                   "rerun into it after an interruption to take over every finished lap")
     p.add_argument("--init", help="shipped weights name or model file every method starts from")
     p.add_argument("--epochs", type=int, help="override the budget's epochs per site")
     p.add_argument("--max-train", type=int, help="override the budget's training samples per site")
