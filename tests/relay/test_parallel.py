@@ -38,6 +38,14 @@ def test_parallel_parts_give_the_same_results_as_one_process(toy, tmp_path: Path
     assert again["parallel"]["parts_run"] == 0 and len(again["reused"]["runs"]) == 2
     assert set(again["reused"]["baselines"]) == {"single", "ensemble", "pooled"}
 
+    # a part killed during its second lap (no results, no second baton): the rerun takes its first lap over
+    part = tmp_path / "par" / "parts" / "lwf-a-b"
+    (part / "relay_results.json").unlink()
+    (part / "batons" / "lwf" / "a-b" / "2-b.baton").unlink()
+    third = simulate(*args, tmp_path / "par", jobs=3, **what, **KW)  # type: ignore[arg-type]
+    assert third["parallel"]["parts_run"] == 1 and "lap 1 (a): taken over" in (part / "part.log").read_text()
+    assert next(r for r in third["runs"] if r["strategy"] == "lwf")["R"] == by_one["lwf"]["R"]
+
 
 def test_a_failing_part_stops_the_run_and_names_its_log(tmp_path: Path) -> None:
     part = {"label": "bad", "dir": str(tmp_path / "bad"), "kwargs": {"task_name": "no-such-task", "sites": ["a"],
