@@ -186,9 +186,9 @@ def _start_matches(path: Path, task: Task, net0: nn.Module, strategy: str, setti
             and b.weights_sha256 == tensors_sha256(_cpu32(net0.state_dict())))
 
 
-def _finished_lap(prev: Path, nxt: Path, site: str, cfg: Mapping[str, Any]) -> dict[str, Any] | None:
+def _finished_lap(prev: Path, nxt: Path, site: str, cfg: Mapping[str, Any], n_samples: int) -> dict[str, Any] | None:
     """The ledger entry of ``nxt`` when it is a finished lap of this relay: a valid baton whose ledger is ``prev``'s
-    plus one training entry at ``site`` with the same training settings ``cfg``; else None."""
+    plus one training entry at ``site`` with the same training settings ``cfg`` and sample count; else None."""
     if not nxt.is_file():
         return None
     try:
@@ -198,7 +198,7 @@ def _finished_lap(prev: Path, nxt: Path, site: str, cfg: Mapping[str, Any]) -> d
     e = b.ledger[-1]
     tc = e.get("train_config", {})
     same = (len(b.ledger) == len(a.ledger) + 1 and e.get("prev_hash") == a.ledger[-1]["hash"] and e.get("kind") == "train"
-            and e.get("site") == site and e.get("strategy_settings") == a.strategy_settings
+            and e.get("site") == site and e.get("n_samples") == n_samples and e.get("strategy_settings") == a.strategy_settings
             and all(tc.get(k, "missing") == v for k, v in cfg.items()))
     return e if same else None
 
@@ -344,7 +344,7 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
                    "split": train_split, "max_samples": b.max_train}
             for i, s in enumerate(order):
                 nxt = bdir / f"{i + 1}-{Path(str(s)).name}.baton"
-                lap = _finished_lap(prev, nxt, str(s), lap_cfg)
+                lap = _finished_lap(prev, nxt, str(s), lap_cfg, n_samples=len(train[s]))
                 if lap is not None:  # a lap an interrupted run finished: the same arriving baton, site and settings
                     taken_over.append({"site": str(s), "train_wall_s": lap.get("train_stats", {}).get("wall_s", 0.0)})
                     log(f"  {tag}{sname} [{' -> '.join(map(str, order))}] lap {i + 1} ({s}): taken over from {nxt.name}")

@@ -108,7 +108,10 @@ def test_simulate_takes_over_the_laps_an_interrupted_run_finished(toy, tmp_path:
     assert (bdir / "1-a.baton").read_bytes() == lap1  # not retrained
     assert again["runs"][0]["R"] == first["runs"][0]["R"]  # same seed: the same result as the uninterrupted run
     assert [t["site"] for t in again["runs"][0]["laps_taken_over"]] == ["a"]
-    # other training settings (or strategy settings) never take over a lap
+    # other training settings (here a smaller sample cap, then more epochs) or strategy settings never take over a lap
+    lines.clear()
+    simulate(toy.spec.name, ["a", "b"], tmp_path, log=lines.append, **{**kw, "max_train": 4})
+    assert not any("taken over" in ln for ln in lines)
     lines.clear()
     simulate(toy.spec.name, ["a", "b"], tmp_path, log=lines.append, **{**kw, "epochs": 2})
     assert not any("taken over" in ln for ln in lines)
