@@ -11,7 +11,6 @@ the same loop, epochs and data subsets. Outputs: ``relay_results.json``, ``relay
 from __future__ import annotations
 
 import itertools
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -26,8 +25,11 @@ from medzoo.errors import InputError
 from medzoo.norm import apply_norm_eval, norm_eval_of
 from medzoo.relay import api, metrics
 from medzoo.relay import baselines as bl
-from medzoo.relay.baton import Baton, _cpu32, tensors_sha256
-from medzoo.relay.strategies import list_strategies, make_strategy, strategy_defaults
+from medzoo.relay.baton import Baton
+from medzoo.relay.strategies import list_strategies, make_strategy
+from medzoo.relay.takeover import (
+    find_run, finished_lap, load_priors, prior_baseline, same_identity, start_matches,
+)
 from medzoo.relay.trainer import TrainConfig, state_fingerprint
 
 BudgetName = Literal["tiny", "small", "full"]
@@ -80,70 +82,6 @@ class CachedDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
         return self.items[i]
 
 
-def _load_priors(paths: Sequence[str | Path]) -> list[tuple[str, dict[str, Any]]]:
-    """Earlier results to reuse from; a file without ``init_sha256`` (older medzoo) takes the fingerprint of the
-    ``init.safetensors`` beside it, when that file is there."""
-    import json
-
-    out = []
-    for p in map(Path, paths):
-        if not p.is_file():
-            continue
-        r = json.loads(p.read_text())
-        if "init_sha256" not in r and (p.parent / "init.safetensors").is_file():
-            r["init_sha256"] = _file_fingerprint(p.parent / "init.safetensors")
-        out.append((str(p), r))
-    return out
-
-
-_IDENTITY_DEFAULTS = {"train_split": "train", "test_split": "test", "norm_eval": "running"}  # what files written before these keys meant
-
-
-def _same(result: Mapping[str, Any], identity: Mapping[str, Any]) -> bool:
-    """Whether an earlier result was made with the same task, sites, budget, seed, device, init and splits."""
-    return all(result.get(k, _IDENTITY_DEFAULTS.get(k)) == v for k, v in identity.items())
-
-
-def _file_fingerprint(path: Path) -> str:
-    """:func:`~medzoo.relay.trainer.state_fingerprint` of the tensors in a medzoo model file."""
-    from medzoo.core import read_model_file
-
-    return state_fingerprint(read_model_file(path)[3])
-
-
-def _baton_matches(run: Mapping[str, Any]) -> bool:
-    """Whether the final baton a run recorded is still that run's (a later run of the same strategy and order with
-    other settings writes to the same path)."""
-    try:
-        b = Baton.read(run["baton"])
-    except Exception:  # noqa: BLE001 - missing, unreadable or foreign: not this run's baton
-        return False
-    return {**strategy_defaults(run["strategy"]), **run.get("settings", {})} == \
-        {**strategy_defaults(run["strategy"]), **b.strategy_settings} and b.sites == run.get("order")
-
-
-def _find_run(priors: Sequence[tuple[str, dict[str, Any]]], strategy: str, settings: Mapping[str, Any],
-              order: list[str]) -> dict[str, Any] | None:
-    """A finished run of ``strategy`` with ``settings`` in ``order`` among ``priors`` (settings an older medzoo did
-    not record count as today's defaults), marked with where it came from."""
-    defaults = strategy_defaults(strategy)
-    for src, res in priors:
-        for r in res.get("runs", []):
-            if r.get("strategy") == strategy and r.get("order") == order and {**defaults, **r.get("settings", {})} == dict(settings):
-                return {**r, "reused_from": src, "baton": r.get("baton") if _baton_matches(r) else None}
-    return None
-
-
-def _prior_baseline(priors: Sequence[tuple[str, dict[str, Any]]], name: str,
-                    sites: Sequence[str]) -> tuple[str, dict[str, Any]] | None:
-    """The first earlier result holding all of baseline ``name`` (``single``: a model for every site), and its entries."""
-    for src, r in priors:
-        got = {k: v for k, v in r.get("baselines", {}).items() if k == name or k.startswith(name + ":")}
-        if got and (name != "single" or set(got) == {f"single:{s}" for s in map(str, sites)}):
-            return src, got
-    return None
-
-
 def _strategy_settings(sname: str, strategy_opts: Mapping[str, Mapping[str, Any]] | None,
                        b: Budget) -> tuple[dict[str, Any], dict[str, Any]]:
     """A strategy's options in this simulation (the budget's generator epochs for the relay recipe) and the full
@@ -163,44 +101,14 @@ def _plan_parts(priors: Sequence[tuple[str, dict[str, Any]]], strat_names: Seque
     for sname in strat_names:
         _, want = _strategy_settings(sname, strategy_opts, b)
         for order in order_list:
-            if _find_run(priors, sname, want, list(map(str, order))) is None:
+            if find_run(priors, sname, want, list(map(str, order))) is None:
                 parts.append((f"{sname}-{'-'.join(Path(str(s)).name for s in order)}",
                               {"strategies": [sname], "orders": [list(map(str, order))], "baselines": "none"}))
     groups = [[n for n in ("single", "ensemble") if n in base_names]] + [[n] for n in base_names if n not in ("single", "ensemble")]
     for g in groups:
-        if g and any(_prior_baseline(priors, n, sites) is None for n in g):
+        if g and any(prior_baseline(priors, n, sites) is None for n in g):
             parts.append(("baseline-" + "+".join(g), {"strategies": [], "baselines": g}))
     return parts
-
-
-def _start_matches(path: Path, task: Task, net0: nn.Module, strategy: str, settings: Mapping[str, Any]) -> bool:
-    """Whether ``path`` is already the start baton this relay would write (same task, network, initial weights,
-    strategy and settings): then an interrupted run's later laps, chained to it, can be taken over."""
-    try:
-        b = Baton.read(path)
-    except Exception:  # noqa: BLE001 - missing, unreadable or foreign: write a new one
-        return False
-    return (len(b.ledger) == 1 and b.ledger[0].get("kind") == "start" and b.task == task.spec.name
-            and b.architecture == task.architecture(net0) and b.strategy == strategy
-            and b.strategy_settings == json.loads(json.dumps(dict(settings), default=str)) and not b.strategy_state
-            and b.weights_sha256 == tensors_sha256(_cpu32(net0.state_dict())))
-
-
-def _finished_lap(prev: Path, nxt: Path, site: str, cfg: Mapping[str, Any], n_samples: int) -> dict[str, Any] | None:
-    """The ledger entry of ``nxt`` when it is a finished lap of this relay: a valid baton whose ledger is ``prev``'s
-    plus one training entry at ``site`` with the same training settings ``cfg`` and sample count; else None."""
-    if not nxt.is_file():
-        return None
-    try:
-        a, b = Baton.read(prev), Baton.read(nxt)
-    except Exception:  # noqa: BLE001 - unreadable or edited: train the lap again
-        return None
-    e = b.ledger[-1]
-    tc = e.get("train_config", {})
-    same = (len(b.ledger) == len(a.ledger) + 1 and e.get("prev_hash") == a.ledger[-1]["hash"] and e.get("kind") == "train"
-            and e.get("site") == site and e.get("n_samples") == n_samples and e.get("strategy_settings") == a.strategy_settings
-            and all(tc.get(k, "missing") == v for k, v in cfg.items()))
-    return e if same else None
 
 
 def _eval(task: Task, net: nn.Module, ds: Any, device: str) -> tuple[float, list[float]]:
@@ -274,13 +182,13 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
     net0 = task.build_model(weights=init) if init is not None else task.build_model()
     if norm_eval is not None:
         apply_norm_eval(task, net0, norm_eval)
-    priors = _load_priors(reuse)  # before init.safetensors is rewritten: an old file may need its sha256
+    priors = load_priors(reuse)  # before init.safetensors is rewritten: an old file may need its sha256
     init_path = save_model(task, net0, out / "init.safetensors", meta={"note": "initial weights of the simulation"})
     init_sha = state_fingerprint(net0)
     identity = {"task": task_name, "sites": list(map(str, sites)), "external": list(map(str, external)),
                 "budget": asdict(b), "seed": seed, "device": device, "init": init or "random", "init_sha256": init_sha,
                 "train_split": train_split, "test_split": test_split, "norm_eval": norm_eval_of(net0)}
-    priors = [(src, r) for src, r in priors if _same(r, identity)]
+    priors = [(src, r) for src, r in priors if same_identity(r, identity)]
     reused: dict[str, Any] = {"runs": [], "baselines": {}, "wall_s": 0.0}
     part_srcs: set[str] = set()
     parallel: dict[str, Any] = {}
@@ -289,7 +197,7 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
         from medzoo.relay import parallel as par
 
         def matching(paths: Sequence[Path]) -> list[tuple[str, dict[str, Any]]]:
-            return [(src, r) for src, r in _load_priors(paths) if _same(r, identity)]
+            return [(src, r) for src, r in load_priors(paths) if same_identity(r, identity)]
 
         priors += matching(sorted((out / "parts").glob(f"*/{par.PART_RESULTS}")))  # parts of an interrupted call
         kw = {"task_name": task_name, "sites": list(map(str, sites)), "external": list(map(str, external)),
@@ -318,7 +226,7 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
     for sname in strat_names:
         opts, want = _strategy_settings(sname, strategy_opts, b)
         for order in order_list:
-            prior = _find_run(priors, sname, want, list(map(str, order)))
+            prior = find_run(priors, sname, want, list(map(str, order)))
             if prior is not None and prior["reused_from"] in part_srcs:  # trained by a part of this call
                 src = prior.pop("reused_from")
                 runs.append({**prior, "part": str(Path(src).parent)})
@@ -335,7 +243,7 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
             t0 = time.perf_counter()
             bdir = out / "batons" / sname / "-".join(Path(str(s)).name for s in order)
             prev = bdir / "0-start.baton"
-            if not _start_matches(prev, task, net0, sname, want):  # else an interrupted run's start: its laps chain on
+            if not start_matches(prev, task, net0, init_sha, sname, want):  # else an interrupted run's start: its laps chain on
                 api.start(task_name, prev, init=str(init_path), strategy=sname, overwrite=True, **opts)
             R: list[list[float]] = []
             samples: list[list[list[float]]] = []
@@ -344,7 +252,7 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
                    "split": train_split, "max_samples": b.max_train}
             for i, s in enumerate(order):
                 nxt = bdir / f"{i + 1}-{Path(str(s)).name}.baton"
-                lap = _finished_lap(prev, nxt, str(s), lap_cfg, n_samples=len(train[s]))
+                lap = finished_lap(prev, nxt, str(s), lap_cfg, n_samples=len(train[s]))
                 if lap is not None:  # a lap an interrupted run finished: the same arriving baton, site and settings
                     taken_over.append({"site": str(s), "train_wall_s": lap.get("train_stats", {}).get("wall_s", 0.0)})
                     log(f"  {tag}{sname} [{' -> '.join(map(str, order))}] lap {i + 1} ({s}): taken over from {nxt.name}")
@@ -377,7 +285,7 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
     base: dict[str, Any] = {}
     done_here: list[str] = []
     for name in base_names:  # each baseline from the first earlier result that holds all of it
-        found = _prior_baseline(priors, name, sites)
+        found = prior_baseline(priors, name, sites)
         if found is None:
             continue
         src, got = found

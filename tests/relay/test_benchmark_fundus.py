@@ -43,7 +43,6 @@ def test_reduced_preset_is_the_published_budget() -> None:
     assert asdict(b) == json.loads(published.read_text())["results"]["budget"]
 
 
-
 def test_baselines_option() -> None:
     parse = _script().parse_baselines
     assert parse("all") == "all" and parse(" none ") == "none"

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from medzoo.relay.baton import Baton
-from medzoo.relay.simulate import _baton_matches, simulate
+from medzoo.relay.simulate import simulate
+from medzoo.relay.takeover import baton_matches as _baton_matches
 
 
 def test_simulate_reuses_only_matching_runs(toy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
