@@ -111,6 +111,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    "rerun into it after an interruption to take over every finished lap")
     p.add_argument("--init", help="shipped weights name or model file every method starts from")
     p.add_argument("--epochs", type=int, help="override the budget's epochs per site")
+    p.add_argument("--lap-epochs", help="comma-separated epochs for each position of a relay's order, e.g. 10,4,4 "
+                   "(a longer first lap from the initial weights, shorter fine-tuning laps); baselines keep --epochs")
     p.add_argument("--max-train", type=int, help="override the budget's training samples per site")
     p.add_argument("--max-test", type=int, help="override the budget's test samples per site")
     p.add_argument("--batch-size", type=int)
@@ -229,6 +231,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _int_list(text: str | None, option: str) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(x) for x in _csv(text)]
+    except ValueError:
+        raise SystemExit(f"medzoo relay simulate: {option} expects comma-separated whole numbers, got {text!r}") from None
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from medzoo.relay.simulate import simulate
 
@@ -244,7 +255,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                    external=_csv(args.external), baselines=baselines, seed=args.seed, device=args.device, init=args.init,
                    strategy_opts=sopts, progress=args.progress, epochs=args.epochs, max_train=args.max_train,
                    max_test=args.max_test, batch_size=args.batch_size, lr=args.lr, jobs=args.jobs,
-                   norm_eval=args.norm_eval)
+                   norm_eval=args.norm_eval, lap_epochs=_int_list(args.lap_epochs, "--lap-epochs"))
     print(f"\nwrote {args.out / 'relay_results.json'}, {args.out / 'relay_report.md'} and heatmaps R_<strategy>.png "
           f"({res['wall_s']} s)")
     return 0

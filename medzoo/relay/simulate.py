@@ -45,6 +45,10 @@ class Budget:
         max_train / max_test: cap on samples per site (fixed random subsets, the same for every method).
         cycles: cyclic-weight-transfer cycles. rounds: FedAvg rounds. gen_epochs: replay-generator epochs per site.
         n_boot: bootstrap resamples.
+        lap_epochs: epochs at each position of a relay's site order (lap 1 trains the initial weights, later laps
+            fine-tune the arriving model), e.g. ``(10, 4, 4)``; ``None``: ``epochs`` at every lap. Baselines keep
+            ``epochs``: with ``sum(lap_epochs) == epochs * n_sites`` a relay takes as many optimiser steps as
+            pooled training.
     """
 
     epochs: int
@@ -56,6 +60,24 @@ class Budget:
     n_boot: int
     batch_size: int = 4
     lr: float = 1e-3
+    lap_epochs: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.lap_epochs is not None:  # a list from JSON or the command line: keep the dataclass hashable
+            object.__setattr__(self, "lap_epochs", tuple(int(e) for e in self.lap_epochs))
+            if not self.lap_epochs or min(self.lap_epochs) < 1:
+                raise InputError(f"lap_epochs must be positive epoch counts, one per site; got {list(self.lap_epochs)}")
+
+    def epochs_at(self, lap: int) -> int:
+        """Epochs of the relay's lap at 0-based position ``lap`` of the site order."""
+        return self.epochs if self.lap_epochs is None else self.lap_epochs[lap]
+
+    def as_json(self) -> dict[str, Any]:
+        """The fields as JSON values (``lap_epochs`` a list), as results files store them."""
+        d = asdict(self)
+        if d["lap_epochs"] is not None:
+            d["lap_epochs"] = list(d["lap_epochs"])
+        return d
 
 
 BUDGETS: dict[str, Budget] = {
@@ -92,7 +114,8 @@ def _strategy_settings(sname: str, strategy_opts: Mapping[str, Mapping[str, Any]
     return opts, make_strategy(sname, **opts).settings_json()
 
 
-def _plan_parts(priors: Sequence[tuple[str, dict[str, Any]]], strat_names: Sequence[str], order_list: Sequence[list[str]],
+def _plan_parts(priors: Sequence[tuple[str, dict[str, Any]]], base_priors: Sequence[tuple[str, dict[str, Any]]],
+                strat_names: Sequence[str], order_list: Sequence[list[str]],
                 base_names: Sequence[str], strategy_opts: Mapping[str, Mapping[str, Any]] | None, b: Budget,
                 sites: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
     """The parts a parallel simulation still has to run (label, keyword arguments): one per strategy and order, one per
@@ -106,7 +129,7 @@ def _plan_parts(priors: Sequence[tuple[str, dict[str, Any]]], strat_names: Seque
                               {"strategies": [sname], "orders": [list(map(str, order))], "baselines": "none"}))
     groups = [[n for n in ("single", "ensemble") if n in base_names]] + [[n] for n in base_names if n not in ("single", "ensemble")]
     for g in groups:
-        if g and any(prior_baseline(priors, n, sites) is None for n in g):
+        if g and any(prior_baseline(base_priors, n, sites) is None for n in g):
             parts.append(("baseline-" + "+".join(g), {"strategies": [], "baselines": g}))
     return parts
 
@@ -142,7 +165,8 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
             that file was made with the same task, sites, budget, seed, device and initial weights (sha256 over
             their tensors); several files may each give a part (e.g. the parts of a parallel run). Reused items keep
             their recorded wall time, which counts in this result's ``wall_s``; ``reused`` lists them and where
-            each came from.
+            each came from. A published benchmark file (the results under ``results``) serves as well. Baselines
+            are also taken over from results whose budget differs only in ``lap_epochs``, which they do not use.
         train_split, test_split: the task's splits to train on and to measure on (e.g. ``"fit"`` / ``"val"`` to
             choose settings on a validation split held out of the training images, never the test split).
         norm_eval: where every method's network takes its BatchNorm statistics from at inference, ``"running"``
@@ -165,6 +189,9 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
     task = get_task(task_name)
     b = BUDGETS[budget] if isinstance(budget, str) else budget
     b = replace(b, **{k: v for k, v in budget_overrides.items() if v is not None})
+    if b.lap_epochs is not None and len(b.lap_epochs) != len(sites):
+        raise InputError(f"lap_epochs {list(b.lap_epochs)} gives {len(b.lap_epochs)} laps for {len(sites)} sites; "
+                         "give one epoch count per site")
     strat_names = list_strategies() if strategies == "all" else list(strategies if not isinstance(strategies, str) else [strategies])
     order_list = [list(o) for o in itertools.permutations(sites)] if orders == "all" else \
         [list(sites)] if orders == "given" else [list(o) for o in orders]
@@ -186,8 +213,10 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
     init_path = save_model(task, net0, out / "init.safetensors", meta={"note": "initial weights of the simulation"})
     init_sha = state_fingerprint(net0)
     identity = {"task": task_name, "sites": list(map(str, sites)), "external": list(map(str, external)),
-                "budget": asdict(b), "seed": seed, "device": device, "init": init or "random", "init_sha256": init_sha,
+                "budget": b.as_json(), "seed": seed, "device": device, "init": init or "random", "init_sha256": init_sha,
                 "train_split": train_split, "test_split": test_split, "norm_eval": norm_eval_of(net0)}
+    # baselines do not depend on the relay's lap schedule: theirs are taken over from results that differ only there
+    base_priors = [(src, r) for src, r in priors if same_identity(r, identity, budget_ignore=("lap_epochs",))]
     priors = [(src, r) for src, r in priors if same_identity(r, identity)]
     reused: dict[str, Any] = {"runs": [], "baselines": {}, "wall_s": 0.0}
     part_srcs: set[str] = set()
@@ -199,19 +228,22 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
         def matching(paths: Sequence[Path]) -> list[tuple[str, dict[str, Any]]]:
             return [(src, r) for src, r in load_priors(paths) if same_identity(r, identity)]
 
-        priors += matching(sorted((out / "parts").glob(f"*/{par.PART_RESULTS}")))  # parts of an interrupted call
+        earlier_parts = matching(sorted((out / "parts").glob(f"*/{par.PART_RESULTS}")))  # parts of an interrupted call
+        priors += earlier_parts
+        base_priors += earlier_parts
         kw = {"task_name": task_name, "sites": list(map(str, sites)), "external": list(map(str, external)),
-              "budget": asdict(b), "seed": seed, "device": device, "init": init, "train_split": train_split,
+              "budget": b.as_json(), "seed": seed, "device": device, "init": init, "train_split": train_split,
               "test_split": test_split, "norm_eval": norm_eval,
               "strategy_opts": {k: dict(v) for k, v in (strategy_opts or {}).items()}, "progress": False}
         parts = [{"label": label, "dir": str(out / "parts" / label), "task_factory": user_task_path(task_name),
                   "threads": torch.get_num_threads(), "kwargs": {**kw, **pk}}
-                 for label, pk in _plan_parts(priors, strat_names, order_list, base_names, strategy_opts, b, sites)]
+                 for label, pk in _plan_parts(priors, base_priors, strat_names, order_list, base_names, strategy_opts, b, sites)]
         log(f"{tag}relay simulation in {len(parts)} parallel parts, {jobs} at a time, under {out / 'parts'}")
         t_par = time.perf_counter()
         new_parts = matching(par.run_parts(parts, jobs, log))
         part_srcs = {src for src, _ in new_parts}
         priors += new_parts
+        base_priors += new_parts
         parallel = {"jobs": jobs, "parts_run": len(parts), "parts_elapsed_s": round(time.perf_counter() - t_par, 1),
                     "sum_of_part_run_times_s": 0.0}
     all_sites = list(dict.fromkeys([*sites, *external]))
@@ -220,7 +252,7 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
     init_scores = {s: _eval(task, net0, test[s], device)[0] for s in all_sites}
     cfg = TrainConfig(epochs=b.epochs, batch_size=b.batch_size, lr=b.lr, seed=seed)
     log(f"{tag}relay simulation: task={task_name} sites={','.join(sites)} external={','.join(external) or '-'} "
-        f"strategies={','.join(strat_names)} orders={len(order_list)} budget={asdict(b)}")
+        f"strategies={','.join(strat_names)} orders={len(order_list)} budget={b.as_json()}")
 
     runs = []
     for sname in strat_names:
@@ -248,16 +280,17 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
             R: list[list[float]] = []
             samples: list[list[list[float]]] = []
             taken_over: list[dict[str, Any]] = []
-            lap_cfg = {"epochs": b.epochs, "batch_size": b.batch_size, "lr": b.lr, "seed": seed, "device": device,
+            lap_cfg = {"epochs": 0, "batch_size": b.batch_size, "lr": b.lr, "seed": seed, "device": device,
                    "split": train_split, "max_samples": b.max_train}
             for i, s in enumerate(order):
                 nxt = bdir / f"{i + 1}-{Path(str(s)).name}.baton"
+                lap_cfg["epochs"] = b.epochs_at(i)
                 lap = finished_lap(prev, nxt, str(s), lap_cfg, n_samples=len(train[s]))
                 if lap is not None:  # a lap an interrupted run finished: the same arriving baton, site and settings
                     taken_over.append({"site": str(s), "train_wall_s": lap.get("train_stats", {}).get("wall_s", 0.0)})
                     log(f"  {tag}{sname} [{' -> '.join(map(str, order))}] lap {i + 1} ({s}): taken over from {nxt.name}")
                 else:  # resume=True: a killed lap continues from its last epoch checkpoint (one of another run is ignored)
-                    api.train(prev, s, str(s), nxt, epochs=b.epochs, batch_size=b.batch_size, lr=b.lr, seed=seed,
+                    api.train(prev, s, str(s), nxt, epochs=b.epochs_at(i), batch_size=b.batch_size, lr=b.lr, seed=seed,
                               device=device, resume=True, max_samples=b.max_train, eval_split=None, overwrite=True,
                               progress=progress, split=train_split)
                 prev = nxt
@@ -285,7 +318,7 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
     base: dict[str, Any] = {}
     done_here: list[str] = []
     for name in base_names:  # each baseline from the first earlier result that holds all of it
-        found = prior_baseline(priors, name, sites)
+        found = prior_baseline(base_priors, name, sites)
         if found is None:
             continue
         src, got = found
@@ -338,7 +371,7 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
                                   "final_avg_std": float(finals.std()) if len(finals) > 1 else 0.0,
                                   "final_avg_min": float(finals.min()), "final_avg_max": float(finals.max())}
     results = {"task": task_name, "synthetic": syn, "sites": list(map(str, sites)), "external": list(map(str, external)),
-               "primary_metric": task.spec.primary_metric, "higher_is_better": hib, "budget": asdict(b), "seed": seed,
+               "primary_metric": task.spec.primary_metric, "higher_is_better": hib, "budget": b.as_json(), "seed": seed,
                "device": device, "init": init or "random", "train_split": train_split, "test_split": test_split,
                "norm_eval": identity["norm_eval"], "init_scores": init_scores, "runs": runs,
                "baselines": base, "order_study": order_study, "definitions": report.DEFINITIONS,

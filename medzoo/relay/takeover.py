@@ -22,13 +22,16 @@ from medzoo.relay.trainer import state_fingerprint
 
 
 def load_priors(paths: Sequence[str | Path]) -> list[tuple[str, dict[str, Any]]]:
-    """Earlier results to reuse from; a file without ``init_sha256`` (older medzoo) takes the fingerprint of the
+    """Earlier results to reuse from (``relay_results.json`` files, or benchmark files that hold one under
+    ``results``); a file without ``init_sha256`` (older medzoo) takes the fingerprint of the
     ``init.safetensors`` beside it, when that file is there."""
     out = []
     for p in map(Path, paths):
         if not p.is_file():
             continue
         r = json.loads(p.read_text())
+        if isinstance(r.get("results"), Mapping) and "runs" in r["results"]:  # a published benchmark file
+            r = r["results"]
         if "init_sha256" not in r and (p.parent / "init.safetensors").is_file():
             r["init_sha256"] = file_fingerprint(p.parent / "init.safetensors")
         out.append((str(p), r))
@@ -36,11 +39,20 @@ def load_priors(paths: Sequence[str | Path]) -> list[tuple[str, dict[str, Any]]]
 
 
 IDENTITY_DEFAULTS = {"train_split": "train", "test_split": "test", "norm_eval": "running"}  # what files written before these keys meant
+BUDGET_DEFAULTS = {"lap_epochs": None}  # budget fields added later, as files written before them meant
 
 
-def same_identity(result: Mapping[str, Any], identity: Mapping[str, Any]) -> bool:
-    """Whether an earlier result was made with the same task, sites, budget, seed, device, init and splits."""
-    return all(result.get(k, IDENTITY_DEFAULTS.get(k)) == v for k, v in identity.items())
+def _with_defaults(key: str, value: Any, ignore: Sequence[str] = ()) -> Any:
+    if key != "budget" or not isinstance(value, Mapping):
+        return value
+    return {k: v for k, v in {**BUDGET_DEFAULTS, **value}.items() if k not in ignore}
+
+
+def same_identity(result: Mapping[str, Any], identity: Mapping[str, Any], budget_ignore: Sequence[str] = ()) -> bool:
+    """Whether an earlier result was made with the same task, sites, budget (but the fields in ``budget_ignore``),
+    seed, device, init and splits."""
+    return all(_with_defaults(k, result.get(k, IDENTITY_DEFAULTS.get(k)), budget_ignore) == _with_defaults(k, v, budget_ignore)
+               for k, v in identity.items())
 
 
 def file_fingerprint(path: Path) -> str:

@@ -194,6 +194,12 @@ def main() -> int:
     ap.add_argument("--norm-eval", choices=("running", "image"), default="running",
                     help="BatchNorm statistics at inference for every method: the running ones (default) or each "
                          "image's own (medzoo.norm)")
+    ap.add_argument("--lap-epochs", default=None, metavar="E1,E2,E3",
+                    help="epochs at each position of a relay's order (default: the preset's epochs at every lap); "
+                         "baselines keep the preset's epochs")
+    ap.add_argument("--reuse", action="append", default=[], type=Path, metavar="FILE",
+                    help="an earlier relay_results.json or published benchmark JSON to take matching runs and "
+                         "baselines over from (repeatable)")
     args = ap.parse_args()
 
     import torch
@@ -220,13 +226,18 @@ def main() -> int:
     from medzoo.relay.strategies import list_strategies
 
     wanted = list_strategies() if p["strategies"] == "all" else list(p["strategies"])
-    common = dict(budget=preset_budget(args.preset), seed=args.seed, device=args.device, progress=False,
+    budget = preset_budget(args.preset)
+    if args.lap_epochs:
+        from dataclasses import replace
+
+        budget = replace(budget, lap_epochs=tuple(int(x) for x in args.lap_epochs.split(",")))
+    common = dict(budget=budget, seed=args.seed, device=args.device, progress=False,
                   strategy_opts=opts or None, norm_eval=args.norm_eval, **({"train_split": "fit", "test_split": "val"} if args.validation else {}))
     run_dir = args.out / (args.preset + ("-validation" if args.validation else "")
                           + ("-image" if args.norm_eval == "image" else ""))
     main_dir, order_dir = run_dir / "main", run_dir / "orders"
     res = simulate("fundus-vessels", SITES, main_dir, strategies=wanted, baselines=p["baselines"],
-                   reuse=_prior(main_dir), jobs=args.jobs, **common)
+                   reuse=[*_prior(main_dir), *args.reuse], jobs=args.jobs, **common)
     walls = {"main": float(res["wall_s"])}
     parallel = {"main": res.get("parallel")}
     order_res = None

@@ -117,3 +117,32 @@ def test_simulate_on_other_splits_never_touches_train_or_test(toy, tmp_path: Pat
     assert [e["train_config"]["split"] for e in ledger if e.get("kind") == "train"] == ["fit", "fit"]
     assert "measured on split `val`" in (tmp_path / "val" / "relay_report.md").read_text()
     assert "measured on split" not in (tmp_path / "default" / "relay_report.md").read_text()
+
+
+def test_lap_epochs_set_each_laps_training_and_keep_the_baselines(toy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """``lap_epochs``: each position of the order trains its own number of epochs (recorded in the ledger and the
+    budget); baselines, which do not use it, are taken over from a result that differs only there, also from a
+    published benchmark file (results under ``results``); the relay itself never is."""
+    from medzoo.errors import InputError
+    from medzoo.relay.simulate import Budget
+
+    kw = dict(budget="tiny", epochs=1, n_boot=20, log=lambda s: None, strategies=["naive"], baselines=["pooled"])
+    first = simulate(toy.spec.name, ["a", "b"], tmp_path / "one", **kw)
+    published = tmp_path / "published.json"
+    published.write_text(json.dumps({"benchmark": "x", "results": json.loads((tmp_path / "one" / "relay_results.json").read_text())}))
+    res = simulate(toy.spec.name, ["a", "b"], tmp_path / "two", reuse=[published], lap_epochs=[2, 1], **kw)
+    assert res["budget"]["lap_epochs"] == [2, 1] and res["budget"]["epochs"] == 1
+    ledger = Baton.read(res["runs"][0]["baton"]).ledger
+    assert [e["epochs"] for e in ledger if e.get("kind") == "train"] == [2, 1]
+    assert res["reused"]["runs"] == [] and res["reused"]["baselines"] == {"pooled": str(published)}
+    assert res["baselines"]["pooled"] == first["baselines"]["pooled"]
+    again = simulate(toy.spec.name, ["a", "b"], tmp_path / "three", reuse=[tmp_path / "two" / "relay_results.json"],
+                     lap_epochs=[2, 1], **kw)
+    assert again["reused"]["runs"] == ["naive:a-b"]  # the same schedule is taken over
+    other = simulate(toy.spec.name, ["a", "b"], tmp_path / "four", reuse=[tmp_path / "two" / "relay_results.json"],
+                     lap_epochs=[1, 2], **kw)
+    assert other["reused"]["runs"] == []  # another schedule is not
+    with pytest.raises(InputError, match="2 laps for 3 sites"):
+        simulate(toy.spec.name, ["a", "b", "c"], tmp_path / "five", lap_epochs=[2, 1], **kw)
+    with pytest.raises(InputError, match="positive"):
+        Budget(epochs=1, max_train=1, max_test=1, cycles=1, rounds=1, gen_epochs=1, n_boot=1, lap_epochs=(2, 0))

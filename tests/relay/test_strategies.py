@@ -297,3 +297,23 @@ def test_native_crop_keeps_resolution_and_prefers_the_field_of_view() -> None:
         native_crop({"image": b["image"], "target": torch.tensor([0, 1])}, 32)
     with pytest.raises(StrategyError, match="smaller"):
         native_crop(b, 128)
+
+
+def test_lwf_alpha_scale_samples_weighs_sites_by_their_samples(toy) -> None:  # type: ignore[no-untyped-def]
+    """``alpha_scale="samples"``: the distillation weight is ``alpha * N_prev / n_k`` (the earlier sites' samples over
+    this site's), recorded in the ledger note; ``"fixed"`` keeps ``alpha``; no teacher at the first site."""
+    net = toy.build_model()
+    ds = toy.build_dataset("a", "train")
+    n_k = len(ds)
+    for scale, n_seen, want in [("samples", 2 * n_k, 3.0), ("samples", n_k // 2, 1.5 * (n_k // 2) / n_k), ("fixed", 2 * n_k, 1.5)]:
+        lwf = make_strategy("lwf", alpha=1.5, alpha_scale=scale)
+        lwf.before_site(SiteContext(task=toy, model=net, site_index=1, site_name="b", device=torch.device("cpu"),
+                                    train_dataset=ds, n_seen=n_seen, epochs=1))
+        assert lwf.reg is not None and lwf.reg.alpha == pytest.approx(want) and lwf.reg.teacher is not None
+        assert lwf.ledger_note() == ({"distill_alpha": pytest.approx(want)} if scale == "samples" else {})
+    first = make_strategy("lwf", alpha_scale="samples")
+    first.before_site(SiteContext(task=toy, model=net, site_index=0, site_name="a", device=torch.device("cpu"),
+                                  train_dataset=ds, n_seen=0, epochs=1))
+    assert first.reg is not None and first.reg.teacher is None and first.ledger_note() == {}
+    with pytest.raises(StrategyError, match="alpha_scale"):
+        make_strategy("lwf", alpha_scale="per-site")

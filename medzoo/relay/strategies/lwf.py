@@ -60,6 +60,10 @@ class Distillation:
 class LwFSettings:
     """Attributes:
         alpha: weight of the distillation term.
+        alpha_scale: ``"fixed"`` uses ``alpha`` at every site; ``"samples"`` multiplies it by ``N_prev / n_k`` (the
+            samples all earlier sites trained on over this site's), so that the site's objective weighs the earlier
+            sites, stood for by the arriving model, and this one by their sample counts, as pooled training does
+            (the weighting of the Relay Learning recipe's merge). With equal sites, site k then distils at ``(k-1) * alpha``.
         site_lr_decay: learning-rate factor per earlier site (site k trains at ``lr * site_lr_decay**k``; 1 = off).
         norm_stats: at sites after the first, ``"adapt"`` lets BatchNorm running statistics follow the new site's
             data (plain training); ``"freeze"`` keeps them as they arrived; ``"pool"`` trains at the
@@ -67,6 +71,7 @@ class LwFSettings:
     """
 
     alpha: float = 1.0
+    alpha_scale: Literal["fixed", "samples"] = "fixed"
     site_lr_decay: float = 1.0
     norm_stats: Literal["adapt", "freeze", "pool"] = "adapt"
 
@@ -80,15 +85,27 @@ class LwF(Strategy):
     def __init__(self, settings: LwFSettings) -> None:
         super().__init__(settings)
         self.reg: Distillation | None = None
+        self._note: dict[str, Any] = {}
 
     def before_site(self, ctx: SiteContext) -> None:
         super().before_site(ctx)
-        self.reg = Distillation(ctx.task, self.settings.alpha)
+        self.reg = Distillation(ctx.task, self.site_alpha(ctx))
+        self._note = {"distill_alpha": self.reg.alpha} if self.settings.alpha_scale != "fixed" and ctx.n_seen > 0 else {}
         if ctx.n_seen > 0:
             self.reg.set_teacher(ctx.model)
+
+    def site_alpha(self, ctx: SiteContext) -> float:
+        """The distillation weight at this site (``alpha``, scaled by ``N_prev / n_k`` with ``alpha_scale="samples"``)."""
+        if self.settings.alpha_scale == "fixed":
+            return float(self.settings.alpha)
+        n_k = len(ctx.train_dataset)  # type: ignore[arg-type]
+        return float(self.settings.alpha) * ctx.n_seen / max(1, n_k)
 
     def extra_loss(self, ctx: SiteContext, batch: Mapping[str, Any], out: StepOutput) -> Tensor | None:
         return self.reg(batch, out) if self.reg is not None and self.reg.teacher is not None else None
 
     def after_site(self, ctx: SiteContext) -> None:
         self.reg = None
+
+    def ledger_note(self) -> dict[str, Any]:
+        return dict(self._note)
