@@ -53,7 +53,7 @@ def test_summary_over_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert s0["strategies"]["lwf"]["unseen_pairs_lost"] == ["drive->stare"] and s1["strategies"]["lwf"]["beats_single_on_unseen"]
     agg = out["over_seeds"]["lwf"]
     assert agg["final_avg"]["mean"] == pytest.approx(0.725) and agg["gap_to_pooled"]["mean"] == pytest.approx(0.02)
-    assert agg["beats_single_on_unseen"] == 1 and agg["bwt_at_least_-0.01"] == 1
+    assert agg["beats_single_on_unseen"] == 1 and agg["bwt_at_least_-0.01"] == 1 and agg["within_0.01_of_pooled"] == 1
     assert "| 1 | 0.7400 | lwf | 0.7300 |" in (tmp_path / "relay_fundus_seeds.md").read_text()
     (tmp_path / "relay_fundus_seed2.json").write_text(json.dumps(_doc(2, 0.74, (0.73, -0.005, good), budget=3)))
     argv, sys.argv = sys.argv, ["seeds_fundus.py", "--bench-dir", str(tmp_path)]
