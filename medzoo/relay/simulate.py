@@ -195,6 +195,12 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
     strat_names = list_strategies() if strategies == "all" else list(strategies if not isinstance(strategies, str) else [strategies])
     order_list = [list(o) for o in itertools.permutations(sites)] if orders == "all" else \
         [list(sites)] if orders == "given" else [list(o) for o in orders]
+    if len(set(map(str, sites))) != len(sites):
+        raise InputError(f"sites {list(map(str, sites))} name a site more than once; give each site once")
+    for o in order_list:  # the metrics index R by the position a site is trained at: each site exactly once
+        if sorted(map(str, o)) != sorted(map(str, sites)):
+            raise InputError(f"order {list(map(str, o))} is not an ordering of the sites {list(map(str, sites))}: a relay "
+                             "order visits every site exactly once (the cyclic baseline covers several passes)")
     base_names = list(BASELINES) if baselines == "all" else [] if baselines == "none" else list(baselines)
     unknown = [n for n in base_names if n not in BASELINES]
     if unknown:  # e.g. ["all"] from a comma-split option: refuse rather than silently train no baseline

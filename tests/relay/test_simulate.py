@@ -96,6 +96,20 @@ def test_simulate_refuses_unknown_baselines(toy, tmp_path: Path) -> None:  # typ
     assert not (tmp_path / "run").exists()  # refused before anything is written
 
 
+def test_simulate_refuses_orders_that_are_not_orderings_of_the_sites(toy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # a repeated site once ran and reported BWT over its duplicated columns as if they were separate sites
+    from medzoo.errors import InputError
+
+    kw = dict(strategies=["naive"], baselines="none", budget="tiny")
+    with pytest.raises(InputError, match=r"order \['a', 'b', 'a', 'b'\] is not an ordering of the sites \['a', 'b'\]"):
+        simulate(toy.spec.name, ["a", "b"], tmp_path / "run", orders=[["a", "b", "a", "b"]], **kw)
+    with pytest.raises(InputError, match=r"order \['a', 'c'\] is not an ordering"):
+        simulate(toy.spec.name, ["a", "b"], tmp_path / "run", orders=[["a", "c"]], **kw)
+    with pytest.raises(InputError, match="more than once"):
+        simulate(toy.spec.name, ["a", "a"], tmp_path / "run", **kw)
+    assert not (tmp_path / "run").exists()  # refused before anything is written
+
+
 def test_simulate_takes_over_the_laps_an_interrupted_run_finished(toy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     kw = dict(strategies=["lwf"], budget="tiny", baselines="none", epochs=1, n_boot=20)
     first = simulate(toy.spec.name, ["a", "b"], tmp_path, **kw)
