@@ -188,14 +188,31 @@ def save_model(task: Task, net: nn.Module, path: str | Path, *, meta: Mapping[st
         "architecture": json.dumps(task.architecture(net), sort_keys=True),
         "meta": json.dumps(dict(meta or {}), sort_keys=True, default=str),
     }
+    # the tensor data's sha256 travels in the header, so a file loaded by path checks itself (the data section of a
+    # safetensors file does not depend on its header: the second serialisation lays the tensors out the same way)
+    header[TENSORS_SHA256] = _data_sha256(st_save(state, metadata=header))
     return atomic_write_bytes(Path(path), st_save(state, metadata=header))
+
+
+TENSORS_SHA256 = "tensors_sha256"
+
+
+def _data_sha256(raw: bytes) -> str:
+    """sha256 of a safetensors file's tensor data (the bytes after the length prefix and the JSON header)."""
+    import hashlib
+
+    return hashlib.sha256(raw[8 + int.from_bytes(raw[:8], "little"):]).hexdigest()
 
 
 def read_model_file(path: str | Path) -> tuple[str, dict[str, Any], dict[str, Any], dict[str, Tensor]]:
     """Read a medzoo model file: ``(task_name, architecture, meta, state_dict)``; floats come back as fp32.
 
+    A file whose header carries the sha256 of its tensor data (every file medzoo writes) is checked against it.
+    Shipped weights are checked against their model card by :func:`medzoo.weights.verify`.
+
     Raises:
-        WeightsError: not a safetensors file, truncated, or not written by medzoo.
+        WeightsError: not a safetensors file, truncated, not written by medzoo, or its tensor data do not match the
+            checksum in its header.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load as st_load
@@ -214,8 +231,19 @@ def read_model_file(path: str | Path) -> tuple[str, dict[str, Any], dict[str, An
         raise WeightsError(f"{p}: not a readable safetensors file ({e})") from e
     if header.get("format") != MODEL_FORMAT:
         raise WeightsError(f"{p}: not a medzoo model file (format {header.get('format')!r}, expected {MODEL_FORMAT!r})")
+    want = header.get(TENSORS_SHA256)
+    if want is not None and _data_sha256(raw) != want:
+        raise WeightsError(f"{p}: the tensor data do not match the sha256 in the file's header "
+                           f"({_data_sha256(raw)[:12]}… vs {str(want)[:12]}…): the file is corrupt or was edited")
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
     return header["task"], json.loads(header["architecture"]), json.loads(header.get("meta", "{}")), state
+
+
+def _header(path: str | Path) -> dict[str, Any]:
+    """The ``__metadata__`` of a safetensors file (reads only the header)."""
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        return json.loads(f.read(n)).get("__metadata__", {}) or {}
 
 
 def load_model(path: str | Path, *, expect_task: str | None = None) -> TaskModel:
@@ -226,6 +254,21 @@ def load_model(path: str | Path, *, expect_task: str | None = None) -> TaskModel
     name, arch, meta, state = read_model_file(path)
     if expect_task is not None and name != expect_task:
         raise WeightsError(f"{path}: this model is for task {name!r}, not {expect_task!r}")
+    if TENSORS_SHA256 not in _header(path):  # written before files carried their checksum: shipped weights, or unverifiable
+        from medzoo.io import sha256_file
+        from medzoo.weights import list_weights
+
+        digest = sha256_file(path)
+        card = next((w for w in list_weights() if w.sha256 == digest), None)
+        if card is not None:  # a copy of shipped weights, byte for byte: it is what its card describes
+            meta = card.to_json()
+        else:
+            import warnings
+
+            from medzoo.errors import MedzooWarning
+
+            warnings.warn(f"{path}: no checksum in the file's header (written by an older medzoo) and not a copy of "
+                          "any shipped weights: its integrity cannot be verified", MedzooWarning, stacklevel=2)
     task = get_task(name)
     net = task.build_model(**arch)
     load_state_dict_strict(net, state, source=str(path))

@@ -29,3 +29,7 @@ class WeightsError(MedzooError):
 
 class BatonError(MedzooError):
     """A relay baton is truncated, edited, foreign, for another task, from a newer format, or signed with another key."""
+
+
+class MedzooWarning(UserWarning):
+    """Something a user should know that does not stop the job (e.g. a model file whose integrity cannot be checked)."""

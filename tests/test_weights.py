@@ -64,3 +64,35 @@ def test_corrupted_weights_are_refused(meta: WeightsMeta, tmp_path: Path, monkey
 def test_unknown_weights_name_lists_available() -> None:
     with pytest.raises(WeightsError, match="no shipped weights named"):
         weights.get_weights("nope")
+
+
+def test_model_files_loaded_by_path_check_themselves(tmp_path: Path) -> None:
+    """A model file medzoo writes carries its tensor data's sha256 in the header and is refused when a bit flips
+    (an exported baton loaded by path once ran with a flipped bit); a byte-for-byte copy of shipped weights (written
+    before files carried the checksum) is recognised by its card and gets the card's metadata; any other file without
+    a checksum loads with a warning that its integrity cannot be checked."""
+    import warnings
+
+    from medzoo.core import load_model
+    from medzoo.errors import MedzooWarning
+
+    meta = next(m for m in CARDS if m.name == "midline")
+    task = get_task(meta.task)
+    tm = weights.load_pretrained(task, meta.name)
+    out = tm.save(tmp_path / "mine.safetensors")
+    assert "tensors_sha256" in json.loads(out.read_bytes()[8 : 8 + int.from_bytes(out.read_bytes()[:8], "little")])["__metadata__"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_model(out)  # intact: no warning, no error
+        copy = Path(shutil.copy(meta.path, tmp_path / "copy.safetensors"))
+        assert load_model(copy).meta["extra"] == meta.extra  # the card's settings, as load_pretrained gives them
+    data = bytearray(out.read_bytes())
+    data[-10] ^= 0x40
+    (tmp_path / "flip.safetensors").write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="flip.safetensors: the tensor data do not match the sha256"):
+        load_model(tmp_path / "flip.safetensors")
+    old = bytearray(copy.read_bytes())
+    old[-10] ^= 0x40
+    (tmp_path / "old.safetensors").write_bytes(bytes(old))
+    with pytest.warns(MedzooWarning, match="old.safetensors: no checksum .* integrity cannot be verified"):
+        load_model(tmp_path / "old.safetensors")

@@ -49,6 +49,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    import warnings
+
+    from medzoo.errors import MedzooWarning
+
+    default_format = warnings.formatwarning
+
+    def _format(msg, cat, *a, **k):  # type: ignore[no-untyped-def]  # ours read as messages, not as source lines
+        return f"medzoo: warning: {msg}\n" if issubclass(cat, MedzooWarning) else default_format(msg, cat, *a, **k)
+
+    warnings.formatwarning = _format
     try:
         return int(args.func(args) or 0)
     except MedzooError as e:
