@@ -115,3 +115,28 @@ def test_cli_simulate_and_strategies(toy, tmp_path: Path, capsys: pytest.Capture
     assert "SYNTHETIC ewc [a -> b]" in out and (tmp_path / "sim" / "relay_report.md").is_file()
     assert main([*args, "--opt", "ewc.nonsense=1"]) == 2
     assert "unknown option" in capsys.readouterr().err
+
+
+def test_finetuned_model_describes_itself_not_the_pretrained_file(toy) -> None:  # type: ignore[no-untyped-def]
+    """A fine-tuned copy once kept the shipped card's name, file checksum and metrics, and the default count of
+    earlier samples ignored a card's ``extra.relay.n_samples`` (so a 16-case site weighed as much as 1920 slices)."""
+    card = {"name": "toy-base", "file": "toy-base.safetensors", "sha256": "ab" * 32, "metrics": {"a test": {"accuracy": 0.9}},
+            "summary": "the base", "sites": ["a"], "training_data": "site a", "recipe": "python make.py",
+            "extra": {"threshold": 0.4, "relay": {"n_samples": 1920}}, "synthetic": True}
+    out = api.finetune(toy.wrap(toy.build_model(), card), "b", site="b", epochs=1, batch_size=8, lr=0.01, seed=0,
+                       device="cpu", progress=False)
+    m = out.meta
+    assert m["name"] == "toy-base+b" and m["sites"] == ["a", "b"] and m["metrics"] == {}
+    assert "sha256" not in m and "file" not in m and "recipe" not in m
+    assert m["finetuned_from"]["sha256"] == "ab" * 32 and m["finetuned_from"]["metrics"] == card["metrics"]
+    assert m["extra"]["threshold"] == 0.4  # inference settings travel on
+    assert m["summary"].startswith("SYNTHETIC toy-base fine-tuned at site b") and "Not evaluated" in m["summary"]
+    n_b = m["finetuned"][-1]["n_samples"]
+    assert m["finetuned"][-1]["n_prev"] == 1920 and m["n_train"] == 1920 + n_b
+    assert "n_prev_assumed" not in m["finetuned"][-1]
+    # a model whose metadata give no count: the new site's size, and the entry says it was assumed
+    bare = api.finetune(toy.wrap(toy.build_model(), {}), "b", epochs=1, batch_size=8, seed=0, device="cpu", progress=False)
+    assert bare.meta["finetuned"][-1]["n_prev_assumed"] is True and bare.meta["n_train"] == 2 * n_b
+    again = api.finetune(out, "c", site="c", epochs=1, batch_size=8, seed=0, device="cpu", progress=False)
+    assert again.meta["name"] == "toy-base+b+c" and again.meta["finetuned_from"]["name"] == "toy-base+b"
+    assert [s["site"] for s in again.meta["finetuned"]] == ["b", "c"]
