@@ -245,3 +245,61 @@ def test_shipped_weights_card_and_predict() -> None:
     case = generate_case("synth-x", 12345)
     res = clf.predict(case.volume, spacing_mm=case.spacing, bbox=case.bbox)
     assert res.synthetic and sum(res.probabilities.values()) == pytest.approx(1.0, abs=1e-9)
+
+
+# -- values that are not Hounsfield units ---------------------------------------------------------------------
+def _not_hu(case: mediastinum.generator.Case) -> dict[str, tuple[np.ndarray, str]]:
+    window = np.clip((case.volume + 160.0) / 400.0 * 255.0, 0, 255)
+    return {
+        "zeros": (np.zeros_like(case.volume), "constant"),
+        "stored values": (case.volume + 1024.0, "RescaleSlope/RescaleIntercept"),
+        "8-bit export": (window.astype(np.uint8), "8-bit"),
+        "8-bit as float": (window.astype(np.float32), "8-bit"),
+        "no air": (np.clip(case.volume, -200.0, None), "no voxel below -500"),
+    }
+
+
+@pytest.mark.parametrize("kind", ["zeros", "stored values", "8-bit export", "8-bit as float", "no air"])
+def test_values_not_in_hounsfield_units_are_refused(clf: mediastinum.MediastinumClassifier, kind: str) -> None:
+    case = generate_case("synth-x", seed=3)
+    vol, match = _not_hu(case)[kind]
+    with pytest.raises(InputError, match=match):
+        clf.predict(vol, spacing_mm=case.spacing, bbox=case.bbox)
+    with pytest.raises(InputError, match=rf"^vol\.nii\.gz: .*{match}"):
+        clf.predict(vol, spacing_mm=case.spacing, bbox=case.bbox, path="vol.nii.gz")
+
+
+@pytest.mark.parametrize("site", sorted(SITES))
+def test_generated_cases_pass_the_hounsfield_check(site: str) -> None:
+    from medzoo.tasks.mediastinum.preprocess import check_volume
+
+    for seed in range(4):
+        case = generate_case(site, seed)
+        check_volume(case.volume, f"{site}-{seed}")
+        check_volume(np.round(case.volume).astype(np.int16))  # as written to a site folder
+
+
+def test_non_hu_file_is_refused_naming_it(task: mediastinum.MediastinumTask, clf: mediastinum.MediastinumClassifier,
+                                          tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from medzoo.cli.main import main
+
+    case = generate_case("synth-x", seed=3)
+    vol8 = np.clip((case.volume + 160.0) / 400.0 * 255.0, 0, 255).astype(np.uint8)
+    mediastinum.write_nifti(tmp_path / "vol8bit.nii.gz", vol8.astype(np.float32), case.spacing, dtype=np.uint8)
+    with pytest.raises(InputError, match=r"vol8bit\.nii\.gz: .*8-bit"):
+        task.predict_files(clf, [tmp_path / "vol8bit.nii.gz"], tmp_path / "out", bbox=list(case.bbox))
+    assert not (tmp_path / "out" / "vol8bit.json").exists()
+    code = main(["predict", "mediastinum", str(tmp_path / "vol8bit.nii.gz"), "--bbox", *map(str, case.bbox),
+                 "--out", str(tmp_path / "cli")])
+    err = capsys.readouterr().err
+    assert code != 0 and "vol8bit.nii.gz" in err and "8-bit" in err
+
+
+def test_site_folder_with_stored_values_is_refused(task: mediastinum.MediastinumTask, tmp_path: Path) -> None:
+    assert task.write_site("synth-b", "test", tmp_path / "site", n=1) == 1
+    ds = task.build_dataset(tmp_path / "site", "test")
+    f = tmp_path / "site" / ds.rows[0]["file"]  # type: ignore[attr-defined]
+    vol, spacing = mediastinum.read_volume(f)
+    mediastinum.write_nifti(f, vol + 1024.0, spacing)
+    with pytest.raises(InputError, match=rf"{f.name}: .*RescaleIntercept"):
+        ds[0]

@@ -141,3 +141,13 @@ def test_nifti_2d_refused(tmp_path: Path) -> None:
     nib.save(nib.Nifti1Image(np.zeros((8, 8), np.int16), np.eye(4)), str(tmp_path / "flat.nii"))
     with pytest.raises(InputError, match="3-D"):
         read_nifti(tmp_path / "flat.nii")
+
+
+def test_real_ct_passes_the_hounsfield_check_and_raw_stored_values_do_not(ct_small: Path) -> None:
+    from medzoo.tasks.mediastinum.preprocess import check_volume
+
+    vol, _ = read_volume(ct_small)
+    check_volume(np.repeat(vol, 3, axis=0), ct_small)  # a real CT slice in HU (min -896)
+    raw = pydicom.dcmread(str(ct_small)).pixel_array.astype(np.float32)  # stored values, never rescaled
+    with pytest.raises(InputError, match=r"CT_small\.dcm: .*RescaleSlope/RescaleIntercept"):
+        check_volume(np.repeat(raw[None], 3, axis=0), ct_small)

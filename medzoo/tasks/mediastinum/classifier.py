@@ -10,7 +10,8 @@ from typing import Any
 import torch
 
 from medzoo.core import TaskModel
-from medzoo.tasks.mediastinum.preprocess import box_from_inputs, check_spacing, check_volume, crop_hu, to_channels
+from medzoo.tasks.mediastinum.preprocess import (box_from_inputs, check_hounsfield, check_spacing, check_volume, crop_hu,
+                                                  to_channels)
 from medzoo.tasks.mediastinum.volume_io import read_volume
 
 
@@ -74,11 +75,13 @@ class MediastinumClassifier(TaskModel):
 
         Raises:
             InputError: not a 3-D volume, NaN/inf voxels, missing or non-positive spacing, a box outside the
-                volume, an empty or mis-sized mask.
+                volume, an empty or mis-sized mask; values that are not a chest CT in HU (normalised, constant,
+                0..255 like an 8-bit export, or no air below -500 HU, as DICOM stored values never rescaled).
         """
-        vol = check_volume(volume_hu, path)
+        vol = check_volume(volume_hu, path, hu=False)
         spacing = check_spacing(spacing_mm, path)
         box = box_from_inputs(vol.shape, bbox, mask, path)
+        check_hounsfield(vol, path)  # after the arguments: a wrong call is reported as such first
         cfg = self.net.preprocess
         x = torch.from_numpy(to_channels(crop_hu(vol, spacing, box, cfg), cfg))[None].to(self.device)
         with torch.inference_mode():

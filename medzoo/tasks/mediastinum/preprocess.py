@@ -84,8 +84,12 @@ def check_spacing(spacing_mm: Sequence[float] | None, path: str | Path | None = 
     return sp  # type: ignore[return-value]
 
 
-def check_volume(volume: object, path: str | Path | None = None) -> np.ndarray:
-    """A finite float32 ``(D, H, W)`` array in HU, else :class:`InputError` naming the problem."""
+def check_volume(volume: object, path: str | Path | None = None, *, hu: bool = True) -> np.ndarray:
+    """A finite float32 ``(D, H, W)`` array in HU, else :class:`InputError` naming the problem.
+
+    With ``hu=False`` only the array itself is checked (numeric, 3-D, big enough, finite, not normalised); call
+    :func:`check_hounsfield` afterwards to check that its values look like a chest CT in HU.
+    """
     arr = np.asarray(volume)
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise InputError(f"volume must be a numeric array, got dtype {arr.dtype}", path)
@@ -101,7 +105,37 @@ def check_volume(volume: object, path: str | Path | None = None) -> np.ndarray:
     lo, hi = float(arr.min()), float(arr.max())
     if lo >= -1.0 and hi <= 1.0 and hi > lo:
         raise InputError(f"volume values lie in [{lo:.3g}, {hi:.3g}]: they look normalised, not Hounsfield units", path)
+    if hu:
+        check_hounsfield(arr, path)
     return arr
+
+
+# A chest CT always shows air (lungs, outside the body: about -1000 HU, never above about -900 in the lung
+# parenchyma); a volume whose darkest voxel is above this is not in HU.
+MAX_AIR_HU = -500.0
+
+
+def check_hounsfield(volume: np.ndarray, path: str | Path | None = None) -> None:
+    """Refuse values that cannot be a chest CT in Hounsfield units, with :class:`InputError` naming the problem.
+
+    Refused: a constant volume; values within 0..255 (an 8-bit display/window export); no voxel below
+    ``MAX_AIR_HU`` (-500 HU), i.e. no air, which a chest CT always contains (lungs, outside the body): typically
+    DICOM stored values that were never rescaled with RescaleSlope/RescaleIntercept.
+    """
+    lo, hi = float(np.min(volume)), float(np.max(volume))
+    if hi - lo < 1e-6:
+        raise InputError(f"volume is constant ({lo:g} everywhere): no anatomy to classify", path)
+    if lo >= 0 and hi <= 255.5:
+        raise InputError(f"volume values lie in {lo:g}..{hi:g}, like an 8-bit display image (a window export), not "
+                         "Hounsfield units. Pass the CT in HU (DICOM pixel values rescaled with RescaleSlope/"
+                         "RescaleIntercept, or the original NIfTI)", path)
+    if lo > MAX_AIR_HU:
+        hint = (" They look like DICOM stored values never rescaled with RescaleSlope/RescaleIntercept: "
+                "HU = stored value x slope + intercept (the intercept is typically -1024)" if lo >= -50 else
+                " Pass the whole chest CT in HU, not a crop without air or an image with shifted values")
+        raise InputError(f"volume values lie in {lo:g}..{hi:g} with no voxel below {MAX_AIR_HU:g}: a chest CT in "
+                         f"Hounsfield units always contains air (about -1000 HU: lungs, outside the body).{hint}",
+                         path)
 
 
 def box_from_inputs(shape: tuple[int, ...], bbox: Sequence[float] | None, mask: object | None,
