@@ -55,7 +55,7 @@ def get_task(name: str) -> Task:
     """The Task object registered as ``name`` (one shared instance per name).
 
     Raises:
-        KeyError: no such task; the message lists the known names.
+        UnknownTaskError: no such task (a ``KeyError``); the message lists the known names.
     """
     if name in _CACHE:
         return _CACHE[name]  # type: ignore[no-any-return]
@@ -65,7 +65,9 @@ def get_task(name: str) -> Task:
         module, attr = _BUILTIN[name].split(":")
         factory = getattr(importlib.import_module(module), attr)
     else:
-        raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(list_tasks())}")
+        from medzoo.errors import UnknownTaskError
+
+        raise UnknownTaskError(f"unknown task {name!r}; known tasks: {', '.join(list_tasks())}")
     task = factory()
     _CACHE[name] = task
     return task  # type: ignore[no-any-return]

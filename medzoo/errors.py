@@ -23,6 +23,13 @@ class InputError(MedzooError, ValueError):
         super().__init__(f"{self.path}: {problem}" if self.path is not None else problem)
 
 
+class UnknownTaskError(MedzooError, KeyError):
+    """No task is registered under the name given (a ``KeyError`` too, as a registry lookup)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 class WeightsError(MedzooError):
     """Shipped or user weights are missing, corrupt (checksum mismatch) or do not fit the model."""
 

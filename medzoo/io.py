@@ -26,8 +26,12 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".pp
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed to ``path``, on error removed."""
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
+    check_writable(final)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
+    except OSError as e:
+        raise InputError(f"cannot write here: {e.strerror or e} ({e.filename or final.parent})", final) from e
     os.close(fd)
     tmp_path = Path(tmp)
     umask = os.umask(0)
@@ -39,6 +43,22 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def check_writable(path: str | Path, *, overwrite: bool = True, what: str = "output") -> Path:
+    """Refuse, before any work, an output path that cannot become a file: an existing folder, a parent that is a
+    file, an existing file when ``overwrite`` is False."""
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"is a folder; the {what} must be a file name", p)
+    if p.exists() and not overwrite:
+        raise InputError("already exists; choose another name or pass --overwrite", p)
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"cannot write the {what} here: {parent} is a file, not a folder", p)
+            break
+    return p
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:

@@ -106,3 +106,49 @@ def test_console_script_help_is_fast() -> None:
     out = subprocess.run([sys.executable, "-m", "medzoo", "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "relay" in out.stdout and "predict" in out.stdout
     assert medzoo.__version__
+
+
+def test_outputs_and_options_are_checked_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by a day-one audit: two inputs named alike once overwrote each other's outputs (exit 0); an existing
+    folder as `train --out` crashed with a traceback after training finished; an existing file was replaced without
+    a word; options a task ignores were accepted, and a threshold of 1.5 wrote an all-zero mask."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a, b = _fundus_like(tmp_path / "a" / "x.png"), _fundus_like(tmp_path / "b" / "x.png", seed=1)
+    (tmp_path / "afile").write_text("keep me")
+    (tmp_path / "dir").mkdir()
+
+    def err_of(argv: list[str]) -> str:
+        assert main(argv) == 2
+        return capsys.readouterr().err
+
+    out = str(tmp_path / "out")
+    assert "would write outputs of the same name" in err_of(["predict", "fundus-vessels", str(a), str(b), "--out", out])
+    assert "must be a folder" in err_of(["predict", "fundus-vessels", str(a), "--out", str(tmp_path / "afile")])
+    assert "--slice-index does not apply to the fundus-vessels task" in err_of(
+        ["predict", "fundus-vessels", str(a), "--out", out, "--slice-index", "3"])
+    assert "--threshold does not apply to the midline task" in err_of(["predict", "midline", str(a), "--out", out, "--threshold", "0.3"])
+    assert not (tmp_path / "out").exists()  # nothing was written by any refused call
+    with pytest.raises(SystemExit):
+        main(["predict", "fundus-vessels", str(a), "--out", out, "--threshold", "1.5"])
+    assert "strictly between 0 and 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "mediastinum", "--data", "synth-a", "--out", str(tmp_path / "m.safetensors"), "--epochs", "0"])
+    assert "at least 1" in capsys.readouterr().err
+    assert "is a folder" in err_of(["train", "mediastinum", "--data", "synth-a", "--out", str(tmp_path / "dir")])
+    assert "already exists" in err_of(["finetune", "midline", "--data", "synth-a", "--out", str(tmp_path / "afile")])
+    assert (tmp_path / "afile").read_text() == "keep me"
+    assert "unknown task 'nosuch'" in err_of(["train", "nosuch", "--data", "x", "--out", str(tmp_path / "n.safetensors")])
+    assert "is not a device" in err_of(["evaluate", "midline", "--data", "synth-a", "--device", "banana"])
+    import torch
+
+    if not torch.cuda.is_available():
+        assert "no CUDA GPU" in err_of(["evaluate", "midline", "--data", "synth-a", "--device", "cuda"])
+
+
+def test_an_unwritable_output_is_an_error_not_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "afile").write_text("x")
+    img = _fundus_like(tmp_path / "eye.png")
+    assert main(["predict", "fundus-vessels", str(img), "--out", str(tmp_path / "afile" / "sub")]) == 2
+    err = capsys.readouterr().err
+    assert "medzoo: error:" in err and "afile" in err and "Traceback" not in err

@@ -36,6 +36,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_device(device: str) -> None:
+    """Refuse a ``--device`` torch does not know, or a GPU this machine does not have, before any work."""
+    import torch
+
+    from medzoo.errors import InputError
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError) as e:
+        raise InputError(f"--device {device!r} is not a device (use cpu, cuda or cuda:N)") from e
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {device}: no CUDA GPU is available on this machine (use --device cpu)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InputError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type not in ("cpu", "mps"):
+        raise InputError(f"--device {device!r}: medzoo runs on cpu or cuda")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from medzoo.errors import MedzooError
 
@@ -60,9 +79,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     warnings.formatwarning = _format
     try:
+        if getattr(args, "device", None) is not None:
+            check_device(args.device)
         return int(args.func(args) or 0)
     except MedzooError as e:
         print(f"medzoo: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # an unwritable --out, a full disk, read-only media: the file and the reason, no traceback
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"medzoo: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("medzoo: interrupted; finished files are in place, partial ones were removed", file=sys.stderr)

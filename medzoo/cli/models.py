@@ -39,13 +39,41 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
             p.add_argument("--strategy", default="lwf", help="continual-learning strategy (see `medzoo relay strategies`); default lwf")
         p.add_argument("--data", required=True, help="built-in site name or a folder in the task's layout")
         p.add_argument("--site", default=None, help="site name recorded with the model (default: the data's name)")
-        p.add_argument("--out", type=Path, required=True, help="output .safetensors model file")
-        p.add_argument("--epochs", type=int, default=10)
-        p.add_argument("--batch-size", type=int, default=8)
-        p.add_argument("--lr", type=float, default=1e-3)
+        p.add_argument("--out", type=Path, required=True, help="output .safetensors model file (never overwritten unless --overwrite)")
+        p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+        p.add_argument("--epochs", type=_positive_int, default=10)
+        p.add_argument("--batch-size", type=_positive_int, default=8)
+        p.add_argument("--lr", type=_positive_float, default=1e-3)
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--device", default="cpu")
         p.set_defaults(func=cmd_train if name == "train" else cmd_finetune)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not v > 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return v
+
+
+def _probability(text: str) -> float:
+    v = _positive_float(text)
+    if not v < 1:
+        raise argparse.ArgumentTypeError(f"must be strictly between 0 and 1, got {text}")
+    return v
 
 
 def _add_input_options(p: argparse.ArgumentParser) -> None:
@@ -54,7 +82,7 @@ def _add_input_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--bbox", type=int, nargs=6, metavar=("Z0", "Y0", "X0", "Z1", "Y1", "X1"), help="lesion box (mediastinum)")
     g.add_argument("--mask", type=Path, help="lesion mask file (mediastinum)")
     g.add_argument("--slice-index", type=int, help="axial slice of a volume (midline)")
-    g.add_argument("--threshold", type=float, help="probability threshold (segmentation)")
+    g.add_argument("--threshold", type=_probability, help="probability threshold, strictly between 0 and 1 (segmentation)")
     g.add_argument("--window", type=float, nargs=2, metavar=("CENTRE", "WIDTH"),
                    help="the input is a 0..255 image displayed with this HU window; it is mapped back to HU (CT tasks)")
     g.add_argument("--assume-hu", action="store_true", default=None,
@@ -99,8 +127,49 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _output_stem(p: Path) -> str:
+    """The name a task gives the outputs of input ``p`` (``x.png``, ``x.nii.gz`` and a DICOM folder ``x`` -> ``x``)."""
+    name = p.name.removesuffix(".gz")
+    return Path(name).stem
+
+
+def check_predict_outputs(inputs: list[Path], out: Path) -> None:
+    """Before any work: ``--out`` must be a folder (or not exist yet), and no two inputs may share the name their
+    outputs are named after (the second would silently replace the first's)."""
+    from medzoo.errors import InputError
+
+    if out.exists() and not out.is_dir():
+        raise InputError("--out must be a folder (predict writes one or more files per input); this is a file", out)
+    seen: dict[str, Path] = {}
+    for p in inputs:
+        stem = _output_stem(p)
+        if stem in seen and seen[stem].resolve() != p.resolve():
+            raise InputError(f"{seen[stem]} and {p} would write outputs of the same name ({stem}_* in {out}); rename "
+                             "one or predict them into separate --out folders")
+        if stem in seen:
+            raise InputError(f"{p} is given twice")
+        seen[stem] = p
+
+
+def check_task_options(task: Any, options: dict[str, Any]) -> None:
+    """Refuse input options the task does not use (a task lists them in ``predict_options``)."""
+    from medzoo.errors import InputError
+
+    accepted = getattr(task, "predict_options", None)
+    if accepted is None:
+        return
+    unused = sorted(k for k in options if k not in accepted)
+    if unused:
+        flags = ", ".join("--" + k.replace("_", "-") for k in unused)
+        takes = ", ".join("--" + k.replace("_", "-") for k in accepted) or "none"
+        verb = "does" if len(unused) == 1 else "do"
+        raise InputError(f"{flags} {verb} not apply to the {task.spec.name} task (it takes: {takes})")
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
+    check_predict_outputs(list(args.inputs), args.out)
     model = load_any(args.model).to(args.device)
+    check_task_options(model.task, _input_options(args))
     written = model.task.predict_files(model, list(args.inputs), args.out, **_input_options(args))
     for p in written:
         print(p)
@@ -127,9 +196,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
     from medzoo import get_task
+    from medzoo.io import check_writable
     from medzoo.relay.trainer import TrainConfig, train_site
 
+    check_writable(args.out, overwrite=args.overwrite, what="model file")  # before any work, not after training
     if args.init:
         tm = load_any(args.init)
         task, net = tm.task, tm.net
@@ -138,8 +211,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
             raise WeightsError(f"--init {args.init} is a {task.spec.name!r} model, not {args.task!r}")
     else:
-        import torch
-
         task = get_task(args.task)
         torch.manual_seed(args.seed)  # the same --seed gives the same random initialisation
         net = task.build_model()
@@ -147,17 +218,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     stats = train_site(task, net, ds, cfg, site_name=args.site or Path(str(args.data)).name, device=args.device)
     meta = {"sites": [args.site or Path(str(args.data)).name], "train_stats": stats, "synthetic": task.spec.synthetic}
-    out = task.wrap(net, meta).save(args.out)
+    out = task.wrap(net, meta).save(args.out)  # atomic: an interrupted run leaves no partial file
     print(json.dumps({"out": str(out), **stats}))
     return 0
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
+    from medzoo.io import check_writable
     from medzoo.relay.api import finetune
 
+    check_writable(args.out, overwrite=args.overwrite, what="model file")
     tm = load_any(args.model)
     out = finetune(tm, args.data, site=args.site, strategy=args.strategy, epochs=args.epochs,
                    batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device)
-    path = out.save(args.out)
+    path = out.save(args.out)  # atomic: an interrupted run leaves no partial file
     print(path)
     return 0

@@ -21,6 +21,7 @@ from medzoo.tasks.fundus.sources import DISC_SITES, VESSEL_SITES, resolve
 
 
 class _FundusTask:
+    predict_options: tuple[str, ...] = ("threshold",)  # the input options predict_files uses (the CLI refuses others)
     spec: TaskSpec
     kind: str
     sites: tuple[str, ...]

@@ -39,6 +39,7 @@ class MediastinumTask:
         >>> task.spec.classes
         ('thymoma', 'lymphoma', 'teratoma', 'neurogenic', 'cyst')
     """
+    predict_options: tuple[str, ...] = ("bbox", "mask", "spacing")  # the input options predict_files uses
 
     def __init__(self, mode: Mode = "slices+windows", backbone: str = DEFAULT_BACKBONE,
                  loss: Literal["ce", "focal"] = "ce") -> None:

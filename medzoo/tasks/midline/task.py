@@ -35,6 +35,7 @@ class MidlineTask:
         >>> task.spec.classes
         ('falx_anterior', 'septum_pellucidum', 'falx_posterior')
     """
+    predict_options: tuple[str, ...] = ("spacing", "slice_index", "window", "assume_hu")  # the input options predict_files uses
 
     spec = TaskSpec(name="midline", family="midline", target_kind="landmarks", num_outputs=3, in_chans=2,
                     input_size=(DEFAULT_ARCH["size"], DEFAULT_ARCH["size"]), primary_metric="mre_mm",
