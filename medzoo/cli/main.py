@@ -79,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     warnings.formatwarning = _format
     try:
-        if getattr(args, "device", None) is not None:
+        if getattr(args, "device", None) not in (None, "cpu"):  # "cpu" needs no check (nor a torch import)
             check_device(args.device)
         return int(args.func(args) or 0)
     except MedzooError as e:
