@@ -196,3 +196,43 @@ def test_pretrained_loads_sha256_checked(short: str, name: str, tmp_path: Path, 
 def test_pretrained_unknown_name() -> None:
     with pytest.raises(ValueError, match="vessels"):
         fundus.pretrained("retina")
+
+
+def test_too_small_image_error_names_the_file(tmp_path: Path) -> None:
+    from medzoo.tasks.fundus.model import check_rgb
+
+    with pytest.raises(InputError, match=r"^tiny\.png: image is too small \(8x8\)"):
+        check_rgb(np.zeros((8, 8, 3), np.uint8), "tiny.png")
+    with pytest.raises(InputError, match=r"^image is too small"):
+        check_rgb(np.zeros((8, 8, 3), np.uint8))
+    task = fundus.DiscCupTask()
+    m = task.wrap(task.build_model(**TINY))
+    with pytest.raises(InputError, match=r"^eye\.png: expected an H x W x 3"):
+        m.predict(np.zeros((50, 50), np.uint8), path="eye.png")
+    src = tmp_path / "in"
+    src.mkdir()
+    cv2.imwrite(str(src / "good.png"), _rgb()[..., ::-1])
+    cv2.imwrite(str(src / "tiny.png"), _rgb(8, 8)[..., ::-1])
+    with pytest.raises(InputError, match=r"tiny\.png: image is too small \(8x8\)"):
+        task.predict_files(m, [src / "good.png", src / "tiny.png"], tmp_path / "out")
+    assert not (tmp_path / "out" / "tiny_mask.png").exists()
+
+
+def test_disc_model_needs_a_minimum_size_and_vcdr_needs_the_disc_model() -> None:
+    from medzoo.tasks.fundus.model import DISC_MIN_LONG_SIDE, check_rgb
+
+    disc, vessels = fundus.DiscCupTask(), fundus.VesselTask()
+    d, v = disc.wrap(disc.build_model(**TINY)), vessels.wrap(vessels.build_model(**TINY))
+    small = _rgb(40, 40)
+    with pytest.raises(InputError, match=r"^x\.png: image is too small \(40x40\) for the optic disc model"):
+        d.predict(small, path="x.png")
+    with pytest.raises(InputError, match="optic disc model"):
+        d.vcdr(small)
+    with pytest.raises(InputError, match="optic disc model"):
+        check_rgb(small, kind="disc")
+    assert v.predict(small).shape == (40, 40)  # the vessel model keeps its 32 px minimum
+    assert d.predict(_rgb(40, DISC_MIN_LONG_SIDE)).shape == (40, DISC_MIN_LONG_SIDE)
+    with pytest.raises(InputError, match=r"vcdr\(\) needs the optic disc/cup model.*fundus-vessels"):
+        v.vcdr(_rgb())
+    with pytest.raises(InputError, match=r"vcdr\(\) needs the optic disc/cup model"):
+        v.vcdr(np.zeros((30, 30), np.uint8))

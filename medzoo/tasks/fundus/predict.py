@@ -169,18 +169,20 @@ def predict_files(model: TaskModel, paths: Sequence[Path], out_dir: Path, **opti
         the written paths.
 
     Raises:
-        InputError: an unreadable, grayscale, RGBA, 16-bit or truncated input (before anything is written for it).
+        InputError: an unreadable, grayscale, RGBA, 16-bit, truncated or too small input, naming the file (before
+            anything is written for it; outputs of earlier inputs are already written).
     """
     from medzoo.tasks.fundus.metric import vcdr
+    from medzoo.tasks.fundus.model import check_rgb
 
     out_dir = Path(out_dir)
     thr = options.get("threshold")
     written: list[Path] = []
     for p in paths:
         p = Path(p)
-        rgb = read_rgb(p)
-        lab = model.predict(rgb, threshold=thr)  # type: ignore[attr-defined]
         is_disc = model.task.spec.name == "fundus-disc"
+        rgb = check_rgb(read_rgb(p), p, kind="disc" if is_disc else "vessels")
+        lab = model.predict(rgb, threshold=thr, path=p)  # type: ignore[attr-defined]
         mask = (lab * 127.5).round().astype(np.uint8) if is_disc else (lab * 255).astype(np.uint8)
         written.append(_write_png(out_dir / f"{p.stem}_mask.png", mask))
         written.append(_write_png(out_dir / f"{p.stem}_overlay.png", overlay(rgb, lab)))
