@@ -187,8 +187,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     res = task.evaluate(model.net, ds, device=args.device)
     tag = " (SYNTHETIC data)" if task.spec.synthetic else ""
     print(f"{task.spec.name} on {args.data} [{args.split}], n={len(res.ids) or len(ds)}{tag}")  # type: ignore[arg-type]
-    for k, v in res.metrics.items():
-        print(f"  {k:<24} {v:.4f}")
+    for k, v in res.metrics.items():  # counts (n, n_<class>, auroc_classes) as whole numbers, metrics to 4 places
+        is_count = k == "n" or k.startswith("n_") or k == "auroc_classes"
+        print(f"  {k:<24} {int(v)}" if is_count and float(v).is_integer() else f"  {k:<24} {v:.4f}")
     if args.json:
         atomic_write_json(args.json, {"task": task.spec.name, "model": args.model, "data": str(args.data),
                                       "split": args.split, "synthetic": task.spec.synthetic, **res.to_json()})
