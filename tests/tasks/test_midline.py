@@ -231,3 +231,29 @@ def test_write_site_then_read_it_back_as_a_user_folder(tiny_model: midline.Midli
     assert sorted(p.suffix for p in written) == [".json", ".png"] and all(p.stat().st_size > 0 for p in written)
     with pytest.raises(InputError, match="landmarks.csv"):
         task.build_dataset(tmp_path / "out", "train")
+
+
+def test_missing_cq500_template_names_the_template_not_the_fundus_sets(monkeypatch: pytest.MonkeyPatch,
+                                                                       tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    import medzoo.io
+    from medzoo.cli.main import main
+    from medzoo.tasks.midline.cq500 import CQ500WarpDataset
+
+    def no_data(required: bool = True) -> Path | None:  # as data_root behaves when no data folder exists
+        if required:
+            raise InputError("real data sets not found: set MEDZOO_DATA to the folder holding DRIVE/, STARE/, HRF/, "
+                             "Drishti-GS1/")
+        return None
+
+    monkeypatch.setattr(medzoo.io, "data_root", no_data)
+    monkeypatch.delenv("MEDZOO_DATA", raising=False)
+    with pytest.raises(InputError, match=r"CQ500 CT brain template.*MEDZOO_DATA.*CT_brain_template_CQ500/") as e:
+        get_task("midline").build_dataset("cq500-warp", "test")
+    assert "DRIVE" not in str(e.value)
+    assert main(["evaluate", "midline", "--data", "cq500-warp"]) != 0
+    err = capsys.readouterr().err
+    assert "CT_brain_template_CQ500" in err and "DRIVE" not in err
+    (tmp_path / "data").mkdir()
+    with pytest.raises(InputError, match=r"data: .*expected CT_brain_template_CQ500/volumes_2mm/template_with_skull"):
+        CQ500WarpDataset(tmp_path / "data")

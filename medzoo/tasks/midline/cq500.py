@@ -46,13 +46,31 @@ class TemplateSlice:
     slice_index: int
 
 
+TEMPLATE_FILE = "volumes_2mm/template_with_skull_2mm.nii.gz"
+
+
 def template_dir(root: str | Path | None = None) -> Path:
+    """The CQ500 template folder: ``root`` itself or ``root/CT_brain_template_CQ500`` (default root: the data
+    folder, :func:`medzoo.io.data_root`).
+
+    Raises:
+        InputError: no data folder, or no template in it; the message names the folder and file needed.
+    """
+    import os
+
     from medzoo.io import data_root
 
-    base = Path(root) if root is not None else data_root()
-    d = base / TEMPLATE_DIR if (base / TEMPLATE_DIR).is_dir() else base  # type: ignore[operator]
-    if not (d / "volumes_2mm" / "template_with_skull_2mm.nii.gz").is_file():
-        raise InputError("CQ500 template not found (volumes_2mm/template_with_skull_2mm.nii.gz)", d)
+    base = Path(root) if root is not None else data_root(required=False)
+    if base is None:
+        env = os.environ.get("MEDZOO_DATA")
+        where = f"MEDZOO_DATA={env} does not exist, nor does" if env else "MEDZOO_DATA is not set and there is no"
+        raise InputError(f"the CQ500 CT brain template is not found: {where} ../shared/data. Set MEDZOO_DATA to "
+                         f"the folder holding {TEMPLATE_DIR}/ ({TEMPLATE_DIR}/{TEMPLATE_FILE}), or pass the "
+                         "template folder itself")
+    d = base / TEMPLATE_DIR if (base / TEMPLATE_DIR).is_dir() else base
+    if not (d / TEMPLATE_FILE).is_file():
+        raise InputError(f"the CQ500 CT brain template is not found: expected {TEMPLATE_DIR}/{TEMPLATE_FILE} in "
+                         f"this folder (or {TEMPLATE_FILE} if it is the template folder itself)", d)
     return d
 
 
