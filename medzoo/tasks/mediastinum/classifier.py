@@ -10,8 +10,14 @@ from typing import Any
 import torch
 
 from medzoo.core import TaskModel
-from medzoo.tasks.mediastinum.preprocess import (box_from_inputs, check_hounsfield, check_spacing, check_volume, crop_hu,
-                                                  to_channels)
+from medzoo.tasks.mediastinum.preprocess import (
+    box_from_inputs,
+    check_hounsfield,
+    check_spacing,
+    check_volume,
+    crop_hu,
+    to_channels,
+)
 from medzoo.tasks.mediastinum.volume_io import read_volume
 
 
