@@ -199,7 +199,8 @@ def data_root(required: bool = True) -> Path | None:
             return c.resolve()
     if required:
         raise InputError("real data sets not found: set MEDZOO_DATA to the folder holding DRIVE/, STARE/, HRF/, "
-                         f"Drishti-GS1/ (looked in {', '.join(str(c) for c in cands)})")
+                         "Drishti-GS1/ (fundus) and CT_brain_template_CQ500/ (midline's template check) "
+                         f"(looked in {', '.join(str(c) for c in cands)})")
     return None
 
 
