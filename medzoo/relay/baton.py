@@ -23,6 +23,8 @@ import datetime as _dt
 import hashlib
 import hmac
 import json
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,23 +65,59 @@ def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def read_key(key_file: str | Path | None) -> bytes | None:
-    """The shared key from ``key_file`` (surrounding whitespace stripped), or None.
+def _key_candidates(raw: bytes) -> list[bytes]:
+    """The key a file's bytes hold, then the older reading (surrounding whitespace stripped only), if it differs.
 
-    Raises:
-        BatonError: unreadable key file, or a key shorter than 16 bytes.
+    A hex key may be split over lines (``xxd -p`` writes 60 characters a line) and a line-ending conversion in
+    transit (LF -> CRLF) must not change it, so all whitespace inside a key made only of hex digits is removed.
+    Any other key keeps its inner bytes; only surrounding whitespace is stripped.
     """
+    legacy = raw.strip()
+    compact = re.sub(rb"\s+", b"", raw)
+    key = compact if compact and _HEX.fullmatch(compact) else legacy
+    return [key] if key == legacy else [key, legacy]
+
+
+_HEX = re.compile(rb"[0-9a-fA-F]+")
+
+
+def _read_key_candidates(key_file: str | Path | None) -> list[bytes] | None:
     if key_file is None:
         return None
     p = Path(key_file)
     try:
-        key = p.read_bytes().strip()
+        raw = p.read_bytes()
     except OSError as e:
         raise BatonError(f"{p}: cannot read the key file ({e})") from e
-    if len(key) < 16:
-        raise BatonError(f"{p}: key is too short ({len(key)} bytes); use at least 16 random bytes, e.g. "
+    keys = _key_candidates(raw)
+    if len(keys[0]) < 16:
+        raise BatonError(f"{p}: key is too short ({len(keys[0])} bytes); use at least 16 random bytes, e.g. "
                          "`python -c 'import secrets; print(secrets.token_hex(32))' > relay.key`")
-    return key
+    return keys
+
+
+def read_key(key_file: str | Path | None) -> bytes | None:
+    """The shared key from ``key_file``, or None.
+
+    Surrounding whitespace is stripped; a key made of hex digits also loses any whitespace inside it (line
+    breaks from ``xxd -p``, CR added by a line-ending conversion in transit), so it reads the same everywhere.
+
+    Raises:
+        BatonError: unreadable key file, or a key shorter than 16 bytes.
+    """
+    keys = _read_key_candidates(key_file)
+    return None if keys is None else keys[0]
+
+
+def _finite(obj: Any) -> Any:
+    """``obj`` with every NaN/Infinity float replaced by None (JSON null): baton JSON stays strict JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 @dataclass
@@ -151,10 +189,13 @@ class Baton:
         return b
 
     def append(self, entry: Mapping[str, Any]) -> dict[str, Any]:
-        """Add a ledger entry chained to the previous one (sets version, weights hash, prev_hash, hash)."""
+        """Add a ledger entry chained to the previous one (sets version, weights hash, prev_hash, hash).
+
+        NaN and Infinity values (a loss with no step, an undefined metric) are recorded as null.
+        """
         import medzoo
 
-        e = dict(entry)
+        e = _finite(dict(entry))
         e.setdefault("medzoo_version", medzoo.__version__)
         e["weights_sha256"] = self.weights_sha256
         e["prev_hash"] = self.ledger[-1]["hash"] if self.ledger else GENESIS
@@ -182,8 +223,12 @@ class Baton:
         key = read_key(key_file)
         digest = self.content_sha256()
         integrity = {"sha256": digest, "hmac_sha256": hmac.new(key, digest.encode(), "sha256").hexdigest() if key else None}
-        header = {"format": self.format, "baton": json.dumps(self.meta(), sort_keys=True, default=str),
-                  "integrity": json.dumps(integrity, sort_keys=True)}
+        try:
+            meta_json = json.dumps(self.meta(), sort_keys=True, default=str, allow_nan=False)
+        except ValueError as e:  # an entry written by an older medzoo; new entries never hold NaN (see append)
+            raise BatonError(f"{path}: the baton's metadata holds NaN or Infinity, which is not JSON ({e}); "
+                             "nothing was written") from e
+        header = {"format": self.format, "baton": meta_json, "integrity": json.dumps(integrity, sort_keys=True)}
         return atomic_write_bytes(Path(path), st_save(self.all_tensors(), metadata=header))
 
     @classmethod
@@ -248,12 +293,13 @@ class Baton:
         if expect_task is not None and b.task != expect_task:
             raise BatonError(f"{p}: this baton is for task {b.task!r}, not {expect_task!r}")
         b.signed = bool(integrity.get("hmac_sha256"))
-        key = read_key(key_file)
-        if key is not None:
+        keys = _read_key_candidates(key_file)
+        if keys is not None:
             if not b.signed:
                 raise BatonError(f"{p}: baton is not signed, but a key was given; refusing an unsigned baton")
-            expected = hmac.new(key, digest.encode(), "sha256").hexdigest()
-            if not hmac.compare_digest(expected, str(integrity["hmac_sha256"])):
+            # the second candidate: a hex key split over lines, as read before inner whitespace was removed
+            if not any(hmac.compare_digest(hmac.new(k, digest.encode(), "sha256").hexdigest(),
+                                           str(integrity["hmac_sha256"])) for k in keys):
                 raise BatonError(f"{p}: HMAC signature does not match this key (wrong key, or the baton was re-signed "
                                  "by someone without the consortium key)")
             b.signature_checked = True
