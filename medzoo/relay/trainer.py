@@ -31,6 +31,7 @@ import hashlib
 import json
 import math
 import random
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -144,6 +145,7 @@ def train_site(
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
     checkpoint_dir: str | Path | None = None,
     stop_after_epochs: int | None = None,
+    run_identity: Mapping[str, Any] | None = None,
 ) -> dict[str, float]:
     """Train ``model`` in place on one site's ``dataset``; return summary stats (loss, steps, CPU/wall seconds).
 
@@ -158,8 +160,12 @@ def train_site(
         progress: show tqdm bars.
         on_epoch_end: called with ``(epoch, {"loss", "lr"})`` after each epoch.
         checkpoint_dir: write ``checkpoint.pt`` there after every epoch and resume from it when it exists and
-            belongs to the same run (same arriving weights, config and site); removed after success by the caller.
+            belongs to the same run (same arriving weights, config, site and data, see ``run_identity``); a note on
+            stderr says when a run resumes or ignores another run's checkpoint; removed after success by the caller.
         stop_after_epochs: stop (without ``after_site``) after this many epochs in total: simulates a kill.
+        run_identity: JSON-able facts that identify the run besides the weights, config and site (the data source,
+            split, size, sample ids, ``max_samples``); a checkpoint is resumed only when they match too. The
+            dataset's length is always part of it.
 
     Returns:
         ``{"loss", "steps", "wall_s", "cpu_s", "resumed_from_epoch", "completed", "lr_scale"}`` (``lr_scale``: the
@@ -178,7 +184,8 @@ def train_site(
     model.to(dev).train()
     fingerprint = hashlib.sha256(json.dumps(
         {"w": state_fingerprint(model), "cfg": asdict(config), "site": site_name, "i": site_index, "n": n_seen,
-         "world": world}, sort_keys=True, default=str).encode()).hexdigest()
+         "world": world, "data": dict(run_identity or {}), "n_data": len(dataset)},  # type: ignore[arg-type]
+        sort_keys=True, default=str).encode()).hexdigest()
     ctx = SiteContext(task=task, model=model, site_index=site_index, site_name=site_name, device=dev,
                       train_dataset=dataset, n_seen=n_seen, epochs=config.epochs)
     _call(hooks, "before_site", ctx)
@@ -230,6 +237,14 @@ def train_site(
                 if hs and hasattr(h, "load_checkpoint_state"):
                     h.load_checkpoint_state(hs)
             start_epoch, step, last = int(saved["epoch"]) + 1, int(saved["step"]), float(saved["loss"])
+            if rank == 0:
+                left = (f"at epoch {start_epoch + 1} of {config.epochs}" if start_epoch < config.epochs
+                        else f"with all {config.epochs} epochs done")
+                print(f"medzoo: resuming {left} ({start_epoch} done before; checkpoint in {ckpt.parent})",
+                      file=sys.stderr, flush=True)
+        elif rank == 0:
+            print(f"medzoo: ignoring the checkpoint in {ckpt.parent}: it belongs to another run (other arriving "
+                  "weights, settings, site or data); starting from epoch 1", file=sys.stderr, flush=True)
     resumed_from = start_epoch
     t0, c0 = time.perf_counter(), time.process_time()
     completed = True
