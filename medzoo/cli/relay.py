@@ -25,6 +25,26 @@ def _csv(s: str | None) -> list[str]:
     return [x.strip() for x in (s or "").split(",") if x.strip()]
 
 
+def _int_at_least(least: int):  # type: ignore[no-untyped-def]
+    """An argparse type: a whole number >= ``least`` (argparse turns the ValueError into a usage error)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
+        return value
+
+    parse.__name__ = f"whole number >= {least}"
+    return parse
+
+
+_positive = _int_at_least(1)
+_non_negative = _int_at_least(0)
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     relay = sub.add_parser("relay", help="relay learning: train a model that travels between sites as a file (the baton)",
                            description="Relay learning: the model travels from site to site as one baton file; each site "
@@ -49,24 +69,30 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("baton", type=Path, help="the arriving baton")
     p.add_argument("--data", required=True, help="built-in site name or a folder in the task's layout")
     p.add_argument("--site", required=True, help="this site's name, recorded in the ledger")
-    p.add_argument("--out", type=Path, required=True, help="the baton to write (the arriving one is never modified)")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--out", type=Path, required=True,
+                   help="the baton to write (the arriving one is never modified: --out may not name it)")
+    p.add_argument("--epochs", type=_positive, default=10, help="passes over this site's data (>= 1; default 10)")
+    p.add_argument("--batch-size", type=_positive, default=8, help="samples per step (>= 1; default 8)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 (several GPUs: launch with torchrun)")
-    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--num-workers", type=_non_negative, default=0, help="data loader processes (>= 0; default 0)")
     p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
-    p.add_argument("--max-samples", type=int, help="use at most this many training samples")
-    p.add_argument("--no-resume", action="store_true", help="ignore checkpoints of an earlier, interrupted run")
-    p.add_argument("--work-dir", type=Path, help="checkpoint folder (default: .<out>.work beside --out)")
+    p.add_argument("--max-samples", type=_positive, help="use at most this many training samples (>= 1)")
+    p.add_argument("--no-resume", action="store_true",
+                   help="delete the checkpoints of an earlier, interrupted run (only medzoo's files) and start over")
+    p.add_argument("--work-dir", type=Path,
+                   help="checkpoint folder (default: .<out>.work beside --out); must be new, empty or one medzoo made: "
+                        "a folder holding other files is refused. Removed after success (only medzoo's files)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--no-replay", dest="replay", action="store_false", default=None,
                    help="this site uses no generative replay and keeps its images out of the generator")
-    g.add_argument("--replay", dest="replay", action="store_true", help="use replay (the default when the strategy has it)")
+    g.add_argument("--replay", dest="replay", action="store_true",
+                   help="use replay (the default when the strategy has it; refused on a relay started with replay=false)")
     p.add_argument("--task", help="refuse a baton for any other task")
-    p.add_argument("--key-file", type=Path, help="shared key: verify the arriving baton and sign the new one")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--key-file", type=Path,
+                   help="shared key: verify the arriving baton and sign the new one (required for a signed baton)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out (never the arriving baton)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
 
@@ -81,9 +107,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--data", required=True)
     p.add_argument("--site", required=True)
     p.add_argument("--split", default="test", choices=("train", "test", "all"))
-    p.add_argument("--out", type=Path, help="write the updated baton here (default: update the baton in place, atomically)")
+    p.add_argument("--out", type=Path, help="write the updated baton here (default: update the baton in place, atomically); "
+                   "an existing file other than the baton is refused unless --overwrite")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--key-file", type=Path)
+    p.add_argument("--key-file", type=Path, help="shared key: verify the baton and sign the updated one (required for a signed baton)")
     p.set_defaults(func=cmd_evaluate)
 
     p = rs.add_parser("verify", help="check content hash, ledger chain and (with --key-file) the signature")
@@ -157,13 +185,32 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fmt_metrics(m: dict[str, Any]) -> str:
+def _is_count(name: str) -> bool:
+    """Count-like metric entries (sample counts, number of classes), left out of the short display."""
+    return name == "n" or name.startswith("n_") or name.endswith("_classes")
+
+
+def _fmt_metrics(m: dict[str, Any], primary: str | None = None, limit: int = 3) -> str:
+    """Each site's metrics, short: the task's primary metric first, then others, no counts, at most ``limit``."""
     parts = []
     for site, vals in (m or {}).items():
         if isinstance(vals, dict):
-            shown = ", ".join(f"{k}={v:.4f}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in list(vals.items())[:3])
+            keys = [k for k in vals if not _is_count(k)]
+            if primary in keys:
+                keys = [primary, *[k for k in keys if k != primary]]
+            shown = ", ".join(f"{k}={vals[k]:.4f}" if isinstance(vals[k], (int, float)) and not isinstance(vals[k], bool)
+                              else f"{k}={vals[k]}" for k in keys[:limit])
             parts.append(f"{site}: {shown}")
     return "; ".join(parts)
+
+
+def _primary_metric(task_name: str) -> str | None:
+    try:
+        from medzoo import get_task
+
+        return str(get_task(task_name).spec.primary_metric)
+    except Exception:  # a task this install does not know: show the metrics without a preference
+        return None
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -181,13 +228,14 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print(f"  content sha256 {info['content_sha256']}")
     print(f"  tensors: {info['tensors']['model']} model, {len(info['tensors']['strategy'])} strategy")
     print("  ledger:")
+    primary = _primary_metric(info["task"])
     for i, e in enumerate(info["ledger"]):
         what = {"start": f"start (init {e.get('init')})",
                 "train": f"train  #{e.get('order')} {e.get('site')}: n={e.get('n_samples')} epochs={e.get('epochs')}",
                 "evaluate": f"evaluate {e.get('site')} [{e.get('split')}] after {','.join(e.get('after_sites', []))}: n={e.get('n_samples')}"
                 }.get(e.get("kind"), str(e.get("kind")))
         syn = " SYNTHETIC" if e.get("synthetic") else ""
-        print(f"   {i:>2}. {what}{syn}  {_fmt_metrics(e.get('metrics', {}))}")
+        print(f"   {i:>2}. {what}{syn}  {_fmt_metrics(e.get('metrics', {}), primary)}")
         print(f"       medzoo {e.get('medzoo_version')}  {e.get('finished') or e.get('created', '')}  "
               f"weights {e['weights_sha256'][:12]}  entry {e['hash'][:12]} <- {e['prev_hash'][:12]}")
         note = e.get("note") or {}
@@ -204,7 +252,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from medzoo.relay import api
 
     res = api.evaluate(args.baton, args.data, args.site, out=args.out, split=args.split, key_file=args.key_file,
-                       device=args.device)
+                       device=args.device, overwrite=args.overwrite)
     info = api.inspect(args.out or args.baton)
     tag = " (SYNTHETIC data)" if info["ledger"][-1].get("synthetic") else ""
     print(f"evaluation lap at {args.site} [{args.split}] after {' -> '.join(info['sites'])}{tag}:")

@@ -16,8 +16,8 @@ Every function verifies the baton first (content hash, ledger chain, optional HM
 from __future__ import annotations
 
 import copy
+import json
 import os
-import shutil
 import time
 from pathlib import Path
 from collections.abc import Mapping
@@ -30,12 +30,126 @@ from medzoo.core import EvalResult, Task, TaskModel, load_state_dict_strict
 from medzoo.errors import BatonError, InputError
 from medzoo.relay.baton import Baton, now
 from medzoo.relay.strategies import Strategy, make_strategy
-from medzoo.relay.trainer import TrainConfig, train_site
+from medzoo.relay.trainer import CHECKPOINT_NAME, TrainConfig, train_site
 
 
 def _refuse_existing(out: Path, overwrite: bool) -> None:
     if out.exists() and not overwrite:
         raise BatonError(f"{out}: already exists; choose another --out or pass overwrite=True (--overwrite)")
+
+
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    a, b = Path(a), Path(b)
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def _refuse_signed_without_key(b: Baton, key_file: str | Path | None, step: str) -> None:
+    """A signed baton must stay signed: without the key the next baton would go out unsigned."""
+    if b.signed and key_file is None:
+        raise BatonError(f"{b.path}: the baton is signed; give --key-file (key_file=) with the consortium key to "
+                         f"verify it and sign the next one ({step} refused: it would write an unsigned baton that the "
+                         "next site's `verify --key-file` rejects)")
+
+
+# -- the checkpoint folder: medzoo only ever deletes what it wrote there --------------------------------------
+WORK_MARKER = ".medzoo-relay-work"  # written into a checkpoint folder when medzoo takes it; says the folder is medzoo's
+
+
+def _is_checkpoint_file(name: str) -> bool:
+    """A file the trainer writes into the checkpoint folder (the checkpoint, or a temporary one being written)."""
+    return name == CHECKPOINT_NAME or (name.startswith(f".{CHECKPOINT_NAME}.") and name.endswith(".part"))
+
+
+def _prepare_work_dir(work: Path, *, default: bool, create: bool) -> None:
+    """Check that ``work`` can serve as medzoo's checkpoint folder, before any training; create and mark it.
+
+    Accepted: a folder that does not exist yet (created, with the marker), an empty folder (marked), or a folder
+    holding only medzoo's files (the marker, checkpoint files); a default ``.<out>.work`` folder of an earlier
+    medzoo without the marker counts as medzoo's when it holds only checkpoint files.
+
+    Raises:
+        BatonError: ``work`` is a file, or holds anything else (nothing is deleted, nothing is trained).
+    """
+    if work.exists() and not work.is_dir():
+        raise BatonError(f"{work}: --work-dir (work_dir=) is a file, not a folder; give a folder for the checkpoints")
+    if work.is_dir():
+        names = sorted(p.name for p in work.iterdir())
+        foreign = [n for n in names if n != WORK_MARKER and not _is_checkpoint_file(n)]
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            raise BatonError(f"{work}: --work-dir (work_dir=) holds files medzoo did not write ({shown}); medzoo "
+                             "deletes its checkpoint folder after training, so it needs one of its own: give a new or "
+                             "empty folder (the default is .<out>.work beside --out)")
+        if names and WORK_MARKER not in names and not default:
+            raise BatonError(f"{work}: --work-dir (work_dir=) holds {', '.join(names)} but no {WORK_MARKER} marker, "
+                             "so it is not a checkpoint folder medzoo made; give a new or empty folder")
+    if create:
+        created = default or not work.exists()  # the default .<out>.work folder is always medzoo's
+        work.mkdir(parents=True, exist_ok=True)
+        marker = work / WORK_MARKER
+        if not marker.exists():  # the marker says whether medzoo made the folder (then it may remove it, if empty)
+            marker.write_text(json.dumps({"what": "checkpoint folder of `medzoo relay train`; medzoo removes its own "
+                                                  "files here after training", "created_folder": created}) + "\n")
+
+
+def _clean_work_dir(work: Path, *, keep_marker: bool = False) -> None:
+    """Remove medzoo's own files from ``work`` (checkpoints; the marker unless ``keep_marker``), then the folder
+    itself if medzoo created it and it is empty. Nothing else is ever deleted."""
+    if not work.is_dir():
+        return
+    try:  # a folder medzoo did not create (an empty one the user gave) stays; a legacy default folder goes
+        created = bool(json.loads((work / WORK_MARKER).read_text()).get("created_folder", True))
+    except (OSError, ValueError, AttributeError):
+        created = True
+    for p in work.iterdir():
+        if _is_checkpoint_file(p.name) or (p.name == WORK_MARKER and not keep_marker):
+            try:
+                p.unlink()
+            except OSError:
+                pass
+    if not keep_marker and created:
+        try:
+            work.rmdir()  # fails, harmlessly, when anything else is there
+        except OSError:
+            pass
+
+
+def _check_train_args(epochs: int, batch_size: int, max_samples: int | None, num_workers: int) -> None:
+    for name, value, least in (("epochs", epochs, 1), ("batch_size", batch_size, 1), ("num_workers", num_workers, 0)):
+        if not isinstance(value, int) or value < least:
+            raise InputError(f"{name} must be a whole number >= {least}, got {value!r}")
+    if max_samples is not None and (not isinstance(max_samples, int) or max_samples < 1):
+        raise InputError(f"max_samples must be a whole number >= 1 (or None for all), got {max_samples!r}")
+
+
+def _data_identity(data: str | Path, split: str, ds_full: Dataset[Any], max_samples: int | None) -> dict[str, Any]:
+    """What a checkpoint must match besides weights and settings: which data (source, split, size, sample ids)."""
+    p = Path(str(data))
+    source = str(p.resolve()) if p.exists() else str(data)
+    ident: dict[str, Any] = {"data": source, "split": split, "n_total": len(ds_full),  # type: ignore[arg-type]
+                             "max_samples": max_samples}
+    ids = _cheap_sample_ids(ds_full)
+    if ids is not None:
+        import hashlib
+
+        ident["ids_sha256"] = hashlib.sha256("\n".join(ids).encode()).hexdigest()
+    return ident
+
+
+def _cheap_sample_ids(ds: Any) -> list[str] | None:
+    """Sample ids a dataset holds without loading images (an ``ids`` list, or ``records`` with an ``id``); else None."""
+    ids = getattr(ds, "ids", None)
+    if isinstance(ids, (list, tuple)):
+        return [str(i) for i in ids]
+    records = getattr(ds, "records", None)
+    if isinstance(records, (list, tuple)) and all(hasattr(r, "id") for r in records):
+        return [str(r.id) for r in records]
+    return None
 
 
 def _build(b: Baton) -> tuple[Task, torch.nn.Module, Strategy]:
@@ -129,11 +243,15 @@ def train(baton: str | Path, data: str | Path, site: str, out: str | Path, *, ep
             recorded in the ledger. out: the baton to write (the input is never modified).
         epochs, batch_size, lr, seed, amp, num_workers: optimisation (see :class:`~medzoo.relay.trainer.TrainConfig`).
         device: ``"cpu"`` / ``"cuda"``; under ``torchrun`` each process uses ``cuda:LOCAL_RANK`` through DDP.
-        resume: continue from the per-epoch checkpoint in ``work_dir`` if a previous run was killed.
-        key_file: verify the arriving baton and sign the new one with this shared key.
+        resume: continue from the per-epoch checkpoint in ``work_dir`` if a previous run was killed (only a
+            checkpoint of the same run: same arriving weights, settings, site and data, ``max_samples`` included).
+        key_file: verify the arriving baton and sign the new one with this shared key; required when the arriving
+            baton is signed.
         replay: this site's replay switch for strategies with a generator (False: no replay, and the site's
-            images never train the generator).
-        work_dir: checkpoints folder (default ``.<out>.work`` beside ``out``; removed after success).
+            images never train the generator). True is refused on a relay started with ``replay=False``.
+        work_dir: checkpoints folder (default ``.<out>.work`` beside ``out``). It must be new, empty, or one medzoo
+            made (it holds a ``.medzoo-relay-work`` marker and checkpoint files only); anything else is refused
+            before training. After success medzoo removes only its own files there, then the folder if empty.
         max_samples: use at most this many training samples (fixed random subset).
         eval_split: after training, evaluate on this split of ``data`` for the ledger (None: skip).
         overwrite: replace an existing ``out``. expect_task: refuse a baton for another task.
@@ -143,12 +261,27 @@ def train(baton: str | Path, data: str | Path, site: str, out: str | Path, *, ep
         The new baton's path (None only when stopped early by ``_stop_after_epochs``, a test seam).
 
     Raises:
-        BatonError: the arriving baton is refused, or ``out`` exists.
-        InputError: the data folder is unusable.
+        BatonError: the arriving baton is refused (also: signed but no ``key_file``), ``out`` exists or is the
+            arriving baton, or ``work_dir`` holds files medzoo did not write.
+        InputError: the data folder is unusable, or epochs/batch_size/max_samples < 1 or num_workers < 0.
     """
     out = Path(out)
+    _check_train_args(epochs, batch_size, max_samples, num_workers)
     b = Baton.read(baton, key_file=key_file, expect_task=expect_task)
+    _refuse_signed_without_key(b, key_file, "training")
+    if _same_file(out, baton):
+        raise BatonError(f"{out}: --out is the arriving baton, which is never modified; choose another --out")
+    if key_file is not None and _same_file(out, key_file):
+        raise BatonError(f"{out}: --out is the key file; choose another --out")
     _refuse_existing(out, overwrite)
+    if replay and b.strategy_settings.get("replay") is False:
+        raise BatonError(f"{b.path}: this relay was started with replay=false (no replay generator travels with it); "
+                         "a site cannot switch replay on: drop --replay")
+    work = Path(work_dir) if work_dir is not None else out.parent / f".{out.name}.work"
+    for other, what in ((out, "--out"), (baton, "the arriving baton"), (key_file, "the key file")):
+        if other is not None and _same_file(work, other):
+            raise BatonError(f"{work}: --work-dir (work_dir=) is {what}; give a folder of its own")
+    _prepare_work_dir(work, default=work_dir is None, create=False)  # refuse a folder that is not medzoo's, first
     device, rank = _maybe_init_distributed(device)
     task, net, strategy = _build(b)
     if replay is not None:
@@ -156,15 +289,17 @@ def train(baton: str | Path, data: str | Path, site: str, out: str | Path, *, ep
             strategy.set_site_options(replay=replay)
         elif replay:
             raise BatonError(f"strategy {b.strategy!r} has no replay to switch on")
-    ds = subset(task.build_dataset(data, split, augment=True), max_samples, seed)
-    work = Path(work_dir) if work_dir is not None else out.parent / f".{out.name}.work"
-    if not resume and work.exists() and rank == 0:
-        shutil.rmtree(work)
+    ds_full = task.build_dataset(data, split, augment=True)
+    ds = subset(ds_full, max_samples, seed)
+    if rank == 0:
+        _prepare_work_dir(work, default=work_dir is None, create=True)
+        if not resume:
+            _clean_work_dir(work, keep_marker=True)  # the earlier run's checkpoints only
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, amp=amp, num_workers=num_workers)
     started = now()
     stats = train_site(task, net, ds, cfg, hooks=[strategy], site_name=site, site_index=len(b.training_entries),
                        n_seen=b.n_seen, device=device, progress=progress, checkpoint_dir=work,
-                       stop_after_epochs=_stop_after_epochs)
+                       stop_after_epochs=_stop_after_epochs, run_identity=_data_identity(data, split, ds_full, max_samples))
     if not stats["completed"]:
         return None
     if rank != 0:
@@ -187,7 +322,7 @@ def train(baton: str | Path, data: str | Path, site: str, out: str | Path, *, ep
                "note": strategy.ledger_note(), "started": started, "finished": now(),
                "synthetic": task.spec.synthetic})
     path = nb.write(out, key_file=key_file)
-    shutil.rmtree(work, ignore_errors=True)
+    _clean_work_dir(work)
     return path
 
 
@@ -208,16 +343,27 @@ def inspect(baton: str | Path, *, key_file: str | Path | None = None) -> dict[st
 
 
 def evaluate(baton: str | Path, data: str | Path, site: str, *, out: str | Path | None = None, split: str = "test",
-             key_file: str | Path | None = None, device: str = "cpu") -> EvalResult:
+             key_file: str | Path | None = None, device: str = "cpu", overwrite: bool = False) -> EvalResult:
     """An evaluation lap: measure the baton's model on a site's test data and append the result to the ledger.
 
     Args:
-        out: where to write the baton with the new entry (default: replace ``baton`` atomically).
+        out: where to write the baton with the new entry (default, or ``out`` naming ``baton`` itself: replace
+            ``baton`` atomically). Another existing file is refused unless ``overwrite``.
+        key_file: the consortium key; required when the baton is signed (it verifies it and signs the new one).
+        overwrite: replace an existing ``out`` other than ``baton``.
 
     Returns:
         The :class:`~medzoo.core.EvalResult` (per-sample values included).
+
+    Raises:
+        BatonError: the baton is refused (also: signed but no ``key_file``), or ``out`` exists.
     """
     b = Baton.read(baton, key_file=key_file)
+    _refuse_signed_without_key(b, key_file, "evaluation")
+    if out is not None and not _same_file(out, baton):
+        if key_file is not None and _same_file(out, key_file):
+            raise BatonError(f"{out}: --out is the key file; choose another --out")
+        _refuse_existing(Path(out), overwrite)
     task, net, _ = _build(b)
     ds = task.build_dataset(data, split)  # type: ignore[arg-type]
     t0 = time.perf_counter()
