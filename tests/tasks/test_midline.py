@@ -257,3 +257,25 @@ def test_missing_cq500_template_names_the_template_not_the_fundus_sets(monkeypat
     (tmp_path / "data").mkdir()
     with pytest.raises(InputError, match=r"data: .*expected CT_brain_template_CQ500/volumes_2mm/template_with_skull"):
         CQ500WarpDataset(tmp_path / "data")
+
+
+def test_augmentation_is_replayed_by_the_epoch_seed() -> None:
+    """The intensity/noise generator was never reseeded, so a resumed relay lap, or a baseline trained after other
+    baselines on the same dataset object, drew other augmentations than an uninterrupted run (found by an audit:
+    a killed and resumed midline simulation ended with other numbers). The trainer reseeds each epoch."""
+    from medzoo.relay.trainer import reseed_dataset, seed_everything
+
+    task = get_task("midline")
+    a = task.build_dataset("synth-a", "train", augment=True)
+    b = task.build_dataset("synth-a", "train", augment=True)
+    for i in range(3):  # b's generators move on, as in an earlier epoch or baseline
+        b[i]
+
+    def epoch(ds, seed: int) -> list[torch.Tensor]:  # type: ignore[no-untyped-def]
+        seed_everything(seed)
+        reseed_dataset(ds, seed)
+        return [ds[i]["image"] for i in range(3)]
+
+    first, again = epoch(a, 11), epoch(b, 11)
+    assert all(torch.equal(x, y) for x, y in zip(first, again))
+    assert not all(torch.equal(x, y) for x, y in zip(first, epoch(a, 12)))  # another epoch, other draws

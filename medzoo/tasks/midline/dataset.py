@@ -58,6 +58,14 @@ class _GridDataset(Dataset[dict[str, Any]]):
     def __len__(self) -> int:
         return self.n
 
+    def set_seed(self, seed: int) -> None:
+        """Reseed the augmentation (geometry and intensity), so an epoch's draws depend only on ``seed``: the
+        relay trainer calls it each epoch (:func:`medzoo.relay.trainer.reseed_dataset`), which makes a resumed run
+        and a baseline trained after others replay the same augmentations."""
+        self._rng = np.random.default_rng(seed)
+        if self._aug is not None:
+            self._aug.set_random_seed(seed)
+
     def _load(self, i: int) -> tuple[np.ndarray, np.ndarray, str]:
         raise NotImplementedError
 
