@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from medzoo.errors import InputError
+
 
 def _opts(pairs: list[str] | None) -> dict[str, str]:
     out: dict[str, str] = {}
@@ -42,6 +44,18 @@ def _int_at_least(least: int):  # type: ignore[no-untyped-def]
 
 
 _positive = _int_at_least(1)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < v < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return v
+
+
 _non_negative = _int_at_least(0)
 
 
@@ -138,18 +152,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--out", type=Path, required=True, help="output folder (JSON, Markdown, heatmap PNGs, batons); "
                    "rerun into it after an interruption to take over every finished lap")
     p.add_argument("--init", help="shipped weights name or model file every method starts from")
-    p.add_argument("--epochs", type=int, help="override the budget's epochs per site")
+    p.add_argument("--epochs", type=_positive, help="override the budget's epochs per site (>= 1)")
     p.add_argument("--lap-epochs", help="comma-separated epochs for each position of a relay's order, e.g. 10,4,4 "
                    "(a longer first lap from the initial weights, shorter fine-tuning laps); baselines keep --epochs")
-    p.add_argument("--max-train", type=int, help="override the budget's training samples per site")
-    p.add_argument("--max-test", type=int, help="override the budget's test samples per site")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
+    p.add_argument("--max-train", type=_positive, help="override the budget's training samples per site (>= 1)")
+    p.add_argument("--max-test", type=_positive, help="override the budget's test samples per site (>= 1)")
+    p.add_argument("--batch-size", type=_positive)
+    p.add_argument("--lr", type=_positive_float)
     p.add_argument("--opt", action="append", metavar="STRATEGY.KEY=VALUE", help="strategy setting, e.g. ewc.lam=100")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--progress", action="store_true", help="show per-epoch progress bars")
-    p.add_argument("--jobs", type=int, default=1,
+    p.add_argument("--jobs", type=_positive, default=1,
                    help="run the relays and baselines as this many processes at a time (several can share one GPU)")
     p.add_argument("--norm-eval", choices=("running", "image"),
                    help="BatchNorm statistics at inference for every method: running (default) or each image's own")
@@ -285,7 +299,7 @@ def _int_list(text: str | None, option: str) -> list[int] | None:
     try:
         return [int(x) for x in _csv(text)]
     except ValueError:
-        raise SystemExit(f"medzoo relay simulate: {option} expects comma-separated whole numbers, got {text!r}") from None
+        raise InputError(f"{option} expects comma-separated whole numbers, got {text!r}") from None
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -294,10 +308,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     sopts: dict[str, dict[str, str]] = {}
     for k, v in _opts(args.opt).items():
         if "." not in k:
-            raise SystemExit(f"medzoo relay simulate: --opt expects STRATEGY.KEY=VALUE, got {k}={v}")
+            raise InputError(f"--opt expects STRATEGY.KEY=VALUE, got {k}={v}")
         s, key = k.split(".", 1)
         sopts.setdefault(s, {})[key] = v
     strategies = "all" if args.strategy == "all" else _csv(args.strategy)
+    if not strategies:
+        raise InputError("--strategy names no strategy; give a comma list (see `medzoo relay strategies`) or 'all'")
+    idle = sorted(set(sopts) - set(strategies if strategies != "all" else sopts))
+    if idle:  # a typed --opt that would change nothing is a mistake worth saying
+        raise InputError(f"--opt for {', '.join(idle)}, which this simulation does not run (--strategy {args.strategy})")
     baselines = args.baselines if args.baselines in ("all", "none") else _csv(args.baselines)
     res = simulate(args.task, _csv(args.sites), args.out, strategies=strategies, orders=args.orders, budget=args.budget,
                    external=_csv(args.external), baselines=baselines, seed=args.seed, device=args.device, init=args.init,

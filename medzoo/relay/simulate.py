@@ -140,6 +140,31 @@ def _eval(task: Task, net: nn.Module, ds: Any, device: str) -> tuple[float, list
     return float(res.metrics[key]), [float(v) for v in res.per_sample.get(key, [])]
 
 
+def _check_before_writing(task: Any, sites: Sequence[str | Path], external: Sequence[str | Path],
+                          strat_names: Sequence[str], strategy_opts: Mapping[str, Mapping[str, Any]] | None,
+                          out: str | Path) -> None:
+    """Refuse what would fail later, before anything is written: unknown strategies or settings, sites that are
+    neither built in nor an existing folder, an ``out`` that is a file."""
+    from medzoo.relay.strategies import list_strategies, make_strategy
+
+    unknown = [n for n in strat_names if n not in list_strategies()]
+    if unknown:
+        raise InputError(f"unknown strategy(ies) {unknown}; known: {', '.join(list_strategies())}")
+    foreign = sorted(set(strategy_opts or {}) - set(list_strategies()))
+    if foreign:
+        raise InputError(f"settings given for unknown strategy(ies) {foreign}; known: {', '.join(list_strategies())}")
+    for n in strat_names:
+        make_strategy(n, **dict((strategy_opts or {}).get(n, {})))  # a bad key or value fails here, not after training
+    builtin = set(task.builtin_sites())
+    for s in [*sites, *external]:
+        if str(s) not in builtin and not Path(s).is_dir():
+            raise InputError(f"site {str(s)!r} is neither a built-in site of {task.spec.name} "
+                             f"({', '.join(sorted(builtin)) or 'none'}) nor an existing folder")
+    if Path(out).exists() and not Path(out).is_dir():
+        raise InputError("--out must be a folder (the simulation writes JSON, Markdown, heatmaps and batons there); "
+                         "this is a file", out)
+
+
 def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategies: Sequence[str] | str = "relay",
              orders: Literal["given", "all"] | Sequence[Sequence[str]] = "given", budget: BudgetName | Budget = "tiny",
              external: Sequence[str] = (), baselines: Sequence[str] | Literal["all", "none"] = "all", seed: int = 0,
@@ -205,6 +230,7 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
     unknown = [n for n in base_names if n not in BASELINES]
     if unknown:  # e.g. ["all"] from a comma-split option: refuse rather than silently train no baseline
         raise InputError(f"unknown baseline(s) {unknown}; known: {', '.join(BASELINES)} (or 'all' / 'none' alone)")
+    _check_before_writing(task, sites, external, strat_names, strategy_opts, out)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     hib = task.spec.higher_is_better

@@ -132,3 +132,27 @@ def test_simulate_takes_over_the_laps_an_interrupted_run_finished(toy, tmp_path:
     lines.clear()
     simulate(toy.spec.name, ["a", "b"], tmp_path, log=lines.append, strategy_opts={"lwf": {"alpha": 2.0}}, **kw)
     assert not any("taken over" in ln for ln in lines)
+
+
+def test_simulate_cli_refuses_bad_values_before_writing_anything(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by an audit: an unknown strategy or site was refused only after the out folder and initial weights
+    were written; --opt for a strategy not run, or an empty --strategy, were silently ignored; --jobs 0, --max-test 0
+    and --lr -1 ran or crashed with a traceback."""
+    from medzoo.cli.main import main
+
+    out = tmp_path / "o"
+    base = ["relay", "simulate", "--task", "midline", "--sites", "synth-a,synth-b", "--budget", "tiny",
+            "--baselines", "none", "--out", str(out)]
+    for extra, msg in ((["--strategy", "nosuch"], "unknown strategy"),
+                       (["--strategy", "lwf", "--opt", "ewc.lam=3"], "does not run"),
+                       (["--strategy", "lwf", "--opt", "lwf.bogus=1"], "unknown option"),
+                       (["--strategy", ""], "names no strategy"),
+                       (["--strategy", "lwf", "--external", "nosite"], "neither a built-in site"),
+                       (["--strategy", "lwf", "--lap-epochs", "a,b"], "comma-separated whole numbers")):
+        assert main(base + extra) == 2, extra
+        assert msg in capsys.readouterr().err, extra
+    for extra in (["--jobs", "0"], ["--max-test", "0"], ["--lr", "-1"]):
+        with pytest.raises(SystemExit):
+            main(base + ["--strategy", "lwf", *extra])
+        assert "must be" in capsys.readouterr().err
+    assert not out.exists()
