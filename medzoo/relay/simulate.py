@@ -140,6 +140,9 @@ def _eval(task: Task, net: nn.Module, ds: Any, device: str) -> tuple[float, list
     return float(res.metrics[key]), [float(v) for v in res.per_sample.get(key, [])]
 
 
+PARTIAL_BASELINES = "baselines_partial.json"
+
+
 def _check_before_writing(task: Any, sites: Sequence[str | Path], external: Sequence[str | Path],
                           strat_names: Sequence[str], strategy_opts: Mapping[str, Mapping[str, Any]] | None,
                           out: str | Path) -> None:
@@ -241,7 +244,8 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
     net0 = task.build_model(weights=init) if init is not None else task.build_model()
     if norm_eval is not None:
         apply_norm_eval(task, net0, norm_eval)
-    priors = load_priors(reuse)  # before init.safetensors is rewritten: an old file may need its sha256
+    partial_path = Path(out) / PARTIAL_BASELINES  # baselines an interrupted serial call finished
+    priors = load_priors([*reuse, partial_path])  # before init.safetensors is rewritten: an old file may need its sha256
     init_path = save_model(task, net0, out / "init.safetensors", meta={"note": "initial weights of the simulation"})
     init_sha = state_fingerprint(net0)
     identity = {"task": task_name, "sites": list(map(str, sites)), "external": list(map(str, external)),
@@ -260,9 +264,10 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
         def matching(paths: Sequence[Path]) -> list[tuple[str, dict[str, Any]]]:
             return [(src, r) for src, r in load_priors(paths) if same_identity(r, identity)]
 
-        earlier_parts = matching(sorted((out / "parts").glob(f"*/{par.PART_RESULTS}")))  # parts of an interrupted call
-        priors += earlier_parts
-        base_priors += earlier_parts
+        part_files = sorted((out / "parts").glob(f"*/{par.PART_RESULTS}"))  # parts of an interrupted or earlier call
+        priors += matching(part_files)
+        base_priors += [(src, r) for src, r in load_priors(part_files)  # baselines do not use the lap schedule
+                        if same_identity(r, identity, budget_ignore=("lap_epochs",))]
         kw = {"task_name": task_name, "sites": list(map(str, sites)), "external": list(map(str, external)),
               "budget": b.as_json(), "seed": seed, "device": device, "init": init, "train_split": train_split,
               "test_split": test_split, "norm_eval": norm_eval,
@@ -375,6 +380,9 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
                     "external": {x: row[x][0] for x in external},
                     "ci": metrics.bootstrap_ci(fin, n_boot=b.n_boot, seed=seed, higher_is_better=hib) if all(fin) else {}}
 
+        def save_partial() -> None:  # each finished baseline at once: an interrupted call loses none of them
+            atomic_write_json(partial_path, {**identity, "runs": [], "baselines": base, "partial": True})
+
         singles = {}
         if "single" in todo or "ensemble" in todo:  # the ensemble's members are the single-site models
             for s in sites:
@@ -383,6 +391,8 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
                 if "single" in todo:
                     base[f"single:{s}"] = {**score(singles[s]), "wall_s": round(time.perf_counter() - t0, 1)}
                     log(f"  {tag}baseline single:{s}: " + "  ".join(f"{k}={v:.4f}" for k, v in base[f"single:{s}"]["row"].items()))
+            if "single" in todo:
+                save_partial()
         makers: dict[str, Callable[[], nn.Module]] = {
             "ensemble": lambda: bl.LogitEnsemble(list(singles.values())),
             "pooled": lambda: bl.train_pooled(task, net0, datasets, cfg, device=device, progress=progress),
@@ -393,6 +403,7 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
             t0 = time.perf_counter()
             base[name] = {**score(makers[name]()), "wall_s": round(time.perf_counter() - t0, 1)}
             log(f"  {tag}baseline {name}: " + "  ".join(f"{k}={v:.4f}" for k, v in base[name]["row"].items()))
+            save_partial()
     base = dict(sorted(base.items(), key=lambda kv: BASELINES.index(kv[0].split(":", 1)[0])))  # one order, reused or not
 
     order_study = {}
@@ -410,6 +421,7 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
                "init_sha256": init_sha, "reused": reused, **({"parallel": parallel} if parallel else {}),
                "wall_s": round(time.perf_counter() - t_start + reused["wall_s"], 1)}
     atomic_write_json(out / "relay_results.json", results)
+    partial_path.unlink(missing_ok=True)  # everything is in relay_results.json now
     report.write_all(results, out)
     log(report.summary_text(results))
     return results

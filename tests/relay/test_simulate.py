@@ -156,3 +156,30 @@ def test_simulate_cli_refuses_bad_values_before_writing_anything(tmp_path: Path,
             main(base + ["--strategy", "lwf", *extra])
         assert "must be" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_an_interrupted_serial_simulation_keeps_its_finished_baselines(toy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """Baselines of a serial call were kept only in relay_results.json, written at the very end: a call killed
+    during the last baseline lost all of them (found by an audit). Each finished baseline is now saved at once."""
+    from medzoo.relay import baselines as bl
+    from medzoo.relay import simulate as sim
+
+    kw = dict(strategies=["naive"], budget="tiny", baselines=["single", "pooled", "cyclic"], epochs=1, n_boot=20,
+              log=lambda s: None)
+
+    def killed(*a, **k):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(bl, "train_cyclic", killed)
+        with pytest.raises(KeyboardInterrupt):
+            simulate(toy.spec.name, ["a", "b"], tmp_path, **kw)
+    kept = json.loads((tmp_path / sim.PARTIAL_BASELINES).read_text())["baselines"]
+    assert set(kept) == {"single:a", "single:b", "pooled"}
+    lines: list[str] = []
+    again = simulate(toy.spec.name, ["a", "b"], tmp_path, **{**kw, "log": lines.append})
+    assert set(again["reused"]["baselines"]) == {"single", "pooled"}  # taken over; only cyclic trained now
+    assert again["baselines"]["pooled"]["row"] == kept["pooled"]["row"]
+    assert "cyclic" in again["baselines"] and not (tmp_path / sim.PARTIAL_BASELINES).exists()
+    fresh = simulate(toy.spec.name, ["a", "b"], tmp_path / "fresh", **kw)  # the same numbers as an uninterrupted call
+    assert {k: v["row"] for k, v in fresh["baselines"].items()} == {k: v["row"] for k, v in again["baselines"].items()}
