@@ -34,6 +34,18 @@ def test_killed_and_resumed_ends_with_same_weights(toy, tmp_path: Path, strategy
     assert other.weights_sha256 != a.weights_sha256
 
 
+def test_resumed_recipe_lap_records_every_merge(toy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Killed after 3 of 4 epochs (one merge done), the resumed lap once recorded only the merge after epoch 4."""
+    b0 = api.start(toy.spec.name, tmp_path / "0.baton", strategy="relay", replay=False)
+    b1 = api.train(b0, "a", "a", tmp_path / "1.baton", epochs=1, lr=0.01, progress=False)
+    kw = dict(epochs=4, lr=0.01, seed=3, progress=False)
+    full = Baton.read(api.train(b1, "b", "b", tmp_path / "full.baton", **kw))  # type: ignore[arg-type]
+    assert api.train(b1, "b", "b", tmp_path / "r.baton", _stop_after_epochs=3, **kw) is None  # type: ignore[arg-type]
+    resumed = Baton.read(api.train(b1, "b", "b", tmp_path / "r.baton", **kw))  # type: ignore[arg-type]
+    assert resumed.ledger[-1]["train_config"]["resumed_from_epoch"] == 3
+    assert full.ledger[-1]["note"]["merge"]["after_epochs"] == [3, 4] == resumed.ledger[-1]["note"]["merge"]["after_epochs"]
+
+
 def test_start_seeds_the_random_initialisation(toy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Two runs of one recipe in separate processes must start from the same weights: the global torch generator
     is left in a different state before each start here, as it would be by whatever ran earlier."""

@@ -230,15 +230,19 @@ class Relay(Strategy):
             total = term if total is None else total + term
         return total
 
+    def _merges_after(self, epoch: int, epochs: int) -> bool:
+        """Whether the schedule merges after (0-based) ``epoch`` of ``epochs``."""
+        m = self.settings.merge
+        return m != "off" and (epoch >= epochs // 2 if m == "second-half" else epoch == epochs - 1)
+
     def epoch_end(self, ctx: SiteContext, epoch: int) -> dict[str, Tensor] | None:
         s = self.settings
         if not self._anchor or s.merge == "off":
             return None
-        if s.merge == "second-half" and epoch < ctx.epochs // 2:
+        if not self._merges_after(epoch, ctx.epochs):
             return None
-        if s.merge == "end" and epoch != ctx.epochs - 1:
-            return None
-        self._note["merge"]["after_epochs"].append(epoch + 1)
+        # every merge epoch up to this one (those before a resume ran in the killed process, on the same schedule)
+        self._note["merge"]["after_epochs"] = [e + 1 for e in range(epoch + 1) if self._merges_after(e, ctx.epochs)]
         n_k = len(ctx.train_dataset)  # type: ignore[arg-type]
         if s.merge_weights == "fisher":
             self._site_fisher = self._fisher(ctx)
