@@ -323,8 +323,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                    strategy_opts=sopts, progress=args.progress, epochs=args.epochs, max_train=args.max_train,
                    max_test=args.max_test, batch_size=args.batch_size, lr=args.lr, jobs=args.jobs,
                    norm_eval=args.norm_eval, lap_epochs=_int_list(args.lap_epochs, "--lap-epochs"))
-    print(f"\nwrote {args.out / 'relay_results.json'}, {args.out / 'relay_report.md'} and heatmaps R_<strategy>.png "
-          f"({res['wall_s']} s)")
+    tag = "SYNTHETIC " if res.get("synthetic") else ""
+    print(f"\nwrote {tag}results {args.out / 'relay_results.json'}, {args.out / 'relay_report.md'} and heatmaps "
+          f"R_<strategy>.png ({res['wall_s']} s)")
     return 0
 
 

@@ -81,7 +81,12 @@ def markdown(res: Mapping[str, Any]) -> str:
     splits = (res.get("train_split", "train"), res.get("test_split", "test"))
     if splits != ("train", "test"):
         L += [f"**Trained on split `{splits[0]}`, measured on split `{splits[1]}`** (not the test split).", ""]
-    L += ["## Summary", "", f"| method | order | final avg {m} [95% CI] | BWT [95% CI] | forgetting | FWT | "
+    has_ci = any(r.get("ci") for r in res["runs"]) or any(b.get("ci") for b in res["baselines"].values())
+    if not has_ci:
+        L += [f"No confidence intervals: `{m}` has no per-sample values to resample (a whole-set metric such as a "
+              "macro AUROC).", ""]
+    ci_head = " [95% CI]" if has_ci else ""
+    L += ["## Summary", "", f"| method | order | final avg {m}{ci_head} | BWT{ci_head} | forgetting | FWT | "
           + " | ".join(f"{s}" for s in res["sites"]) + (" | " + " | ".join(f"ext: {x}" for x in res["external"]) if res["external"] else "") + " |",
           "|" + "---|" * (6 + len(res["sites"]) + len(res["external"]))]
     for r in res["runs"]:

@@ -85,6 +85,14 @@ def test_simulate_toy(toy, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert img is not None and img.shape[0] > 100
     printed = capsys.readouterr().out
     assert "SYNTHETIC" in printed and "after a" in printed
+    assert "[95% CI]" in md and "No confidence intervals" not in md
+    # a whole-set metric (no per-sample values, e.g. macro AUROC) has no CI: the report says so, no empty CI column
+    from medzoo.relay import report
+
+    bare = {**saved, "runs": [{**r, "ci": {}} for r in saved["runs"]],
+            "baselines": {k: {**v, "ci": {}} for k, v in saved["baselines"].items()}}
+    md2 = report.markdown(bare)
+    assert "No confidence intervals" in md2 and "[95% CI]" not in md2
 
 
 def test_simulate_refuses_unknown_baselines(toy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
