@@ -96,3 +96,12 @@ def test_model_files_loaded_by_path_check_themselves(tmp_path: Path) -> None:
     (tmp_path / "old.safetensors").write_bytes(bytes(old))
     with pytest.warns(MedzooWarning, match="old.safetensors: no checksum .* integrity cannot be verified"):
         load_model(tmp_path / "old.safetensors")
+
+
+@pytest.mark.parametrize("task_name", sorted({m.task for m in CARDS}))
+def test_a_model_file_of_another_task_is_refused_by_name(task_name: str) -> None:
+    """`relay start --task mediastinum --init midline.safetensors` once ended in a TypeError traceback from the
+    network builder (found by an audit); every task now names the file and the two tasks."""
+    other = next(m for m in CARDS if m.task != task_name)
+    with pytest.raises(WeightsError, match=f"this model is for task '{other.task}', not '{task_name}'"):
+        get_task(task_name).build_model(weights=str(other.path))

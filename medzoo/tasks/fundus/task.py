@@ -35,7 +35,11 @@ class _FundusTask:
         """
         if weights is not None:
             if Path(weights).suffix == ".safetensors" or Path(weights).exists():
-                _, arch_f, _, state = read_model_file(weights)
+                name, arch_f, _, state = read_model_file(weights)
+                if name != self.spec.name:
+                    from medzoo.errors import WeightsError
+
+                    raise WeightsError(f"{weights}: this model is for task {name!r}, not {self.spec.name!r}")
                 net = self.build_model(**arch_f)
                 load_state_dict_strict(net, state, source=str(weights))
                 return net

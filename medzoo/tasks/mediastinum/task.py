@@ -58,7 +58,11 @@ class MediastinumTask:
             from medzoo.weights import load_pretrained
 
             if Path(str(weights)).suffix == ".safetensors" or Path(str(weights)).exists():
-                _, a, _, state = read_model_file(weights)
+                name, a, _, state = read_model_file(weights)
+                if name != self.spec.name:
+                    from medzoo.errors import WeightsError
+
+                    raise WeightsError(f"{weights}: this model is for task {name!r}, not {self.spec.name!r}")
                 net = build_net(**a)
                 load_state_dict_strict(net, state, source=str(weights))
                 return net
