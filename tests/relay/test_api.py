@@ -43,6 +43,7 @@ def test_resumed_recipe_lap_records_every_merge(toy, tmp_path: Path) -> None:  #
     assert api.train(b1, "b", "b", tmp_path / "r.baton", _stop_after_epochs=3, **kw) is None  # type: ignore[arg-type]
     resumed = Baton.read(api.train(b1, "b", "b", tmp_path / "r.baton", **kw))  # type: ignore[arg-type]
     assert resumed.ledger[-1]["train_config"]["resumed_from_epoch"] == 3
+    assert resumed.ledger[-1]["train_config"]["processes"] == 1  # torchrun would record its world size
     assert full.ledger[-1]["note"]["merge"]["after_epochs"] == [3, 4] == resumed.ledger[-1]["note"]["merge"]["after_epochs"]
 
 
