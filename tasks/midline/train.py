@@ -1,6 +1,6 @@
 """Recipe: reproduce the shipped ``weights/midline.*`` (SYNTHETIC data only) with one command.
 
-    nice -n 10 python tasks/midline/train.py
+    nice -n 10 python tasks/midline/train.py --overwrite      # replaces the shipped weights/midline.*
 
 A relay across the built-in SYNTHETIC sites synth-a -> synth-b -> synth-c -> synth-d through the deployment
 API (``medzoo.relay.api``: start, train at each site, export), with Learning-without-Forgetting so that each
@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import shutil
 import sys
 import time
@@ -25,24 +26,87 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 SITES = ("synth-a", "synth-b", "synth-c", "synth-d")
+WORK_MARKER = ".medzoo-midline-work"  # written into --work when this recipe takes the folder: says it is medzoo's
+
+
+def _is_own_file(name: str) -> bool:
+    """A name this recipe (or the relay API it calls) writes into --work: batons, the exported relay model,
+    per-site checkpoint folders ``.<site>.baton.work``, atomic temporaries ``.<name>.<random>.part``, the marker."""
+    return (name in (WORK_MARKER, "relay.safetensors") or name.endswith(".baton")
+            or (name.startswith(".") and (name.endswith(".baton.work") or name.endswith(".part"))))
+
+
+def prepare_work(work: Path, *, reuse: bool) -> None:
+    """Make ``work`` this recipe's folder, before any training. Never deletes anything medzoo did not write.
+
+    A new or empty folder is taken (and marked). A folder with the marker is medzoo's: without ``reuse`` only
+    medzoo's own files in it are removed (anything else stays). A non-empty folder without the marker is refused.
+    """
+    from medzoo.errors import InputError
+
+    if work.exists() and not work.is_dir():
+        raise InputError("--work is a file, not a folder", work)
+    if work.is_dir() and any(work.iterdir()) and not (work / WORK_MARKER).exists():
+        shown = ", ".join(sorted(p.name for p in work.iterdir())[:3])
+        raise InputError(f"--work holds files ({shown}, ...) but no {WORK_MARKER} marker, so it is not a work folder "
+                         "this recipe made; nothing was deleted. Give a new or empty folder", work)
+    work.mkdir(parents=True, exist_ok=True)
+    if not reuse:
+        for p in work.iterdir():
+            if p.name != WORK_MARKER and _is_own_file(p.name):
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+    (work / WORK_MARKER).write_text("work folder of tasks/midline/train.py; a rerun without --reuse removes only "
+                                    "medzoo's batons, checkpoints and relay.safetensors here\n")
+
+
+def per_site(values: list, sites: tuple[str, ...], flag: str) -> list:
+    """One value for every site (a single value is repeated); any other count is refused."""
+    from medzoo.errors import InputError
+
+    if len(values) == 1:
+        return values * len(sites)
+    if len(values) != len(sites):
+        raise InputError(f"{flag} takes one value or one per site ({len(sites)}: {' '.join(sites)}), got {len(values)}")
+    return list(values)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--epochs", type=int, nargs="+", default=[12, 8, 8, 8], help="epochs at each site (one value or one per site)")
-    ap.add_argument("--lr", type=float, nargs="+", default=[1.5e-3, 1e-3, 1e-3, 1e-3])
+    ap.add_argument("--epochs", type=int, nargs="+", default=None,
+                    help="epochs at each site: one value, or one per site (default 12 at the first site, 8 after)")
+    ap.add_argument("--lr", type=float, nargs="+", default=None,
+                    help="learning rate at each site: one value, or one per site (default 1.5e-3 first, 1e-3 after)")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--strategy", default="lwf")
     ap.add_argument("--max-samples", type=int, default=None, help="per-site training subset (default: whole site)")
     ap.add_argument("--threads", type=int, default=1, help="torch/OpenCV threads (1 is fastest on a shared 2-core machine)")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "midline")
     ap.add_argument("--out", type=Path, default=ROOT / "weights" / "midline.safetensors")
+    ap.add_argument("--overwrite", action="store_true", help="replace an existing --out model file and its card "
+                    "(the default --out is the shipped weights/midline.safetensors)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sites", nargs="+", default=list(SITES), help="relay order (default: synth-a synth-b synth-c synth-d)")
     ap.add_argument("--reuse", action="store_true", help="keep --work and skip sites whose baton is already there "
                     "(continue an interrupted relay; the relay is sequential, so the result is the same)")
     ap.add_argument("--eval-n", type=int, default=None, help="evaluate on the first N test slices only (smoke runs)")
     args = ap.parse_args(argv)
+    command = "python tasks/midline/train.py " + shlex.join(sys.argv[1:] if argv is None else list(argv))
+
+    from medzoo.errors import InputError
+
+    sites = tuple(args.sites)
+    try:
+        epochs = per_site(args.epochs or [12] + [8] * (len(sites) - 1), sites, "--epochs")
+        lrs = per_site(args.lr or [1.5e-3] + [1e-3] * (len(sites) - 1), sites, "--lr")
+        card_path = args.out.parent / "midline.json"  # write_card names the card after the model name
+        existing = [p for p in (args.out, card_path) if p.exists()]
+        if existing and not args.overwrite:
+            raise InputError(f"{' and '.join(map(str, existing))} already exist(s); pass --overwrite to replace "
+                             "(the default --out is the shipped model) or give another --out")
+        prepare_work(args.work, reuse=args.reuse)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
     import torch
     from torch.utils.data import Subset
@@ -57,13 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     from medzoo.relay import api
     from medzoo.weights import WeightsMeta, write_card
 
-    sites = tuple(args.sites)
-    epochs = (args.epochs * len(sites))[: len(sites)] if len(args.epochs) == 1 else args.epochs[: len(sites)]
-    lrs = (args.lr * len(sites))[: len(sites)] if len(args.lr) == 1 else args.lr[: len(sites)]
     work = args.work
-    if work.exists() and not args.reuse:
-        shutil.rmtree(work)
-    work.mkdir(parents=True, exist_ok=True)
     t0, c0 = time.perf_counter(), time.process_time()
     baton = work / "start.baton"
     if not (args.reuse and baton.exists()):
@@ -95,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         print(site, json.dumps(metrics[f"{site} test (SYNTHETIC)"]), flush=True)
 
     net = tm.net
+    n_train = sum(min(len(task.build_dataset(s, "train")), args.max_samples or 10**9) for s in sites)
     relay_meta = tm.meta.get("relay", {})
     meta_common = {"name": "midline", "synthetic": True}
     path = task.wrap(net, {**tm.meta, **meta_common}).save(args.out, half=True)
@@ -112,12 +171,14 @@ def main(argv: list[str] | None = None) -> int:
                       "to input pixels.",
         classes=list(task.spec.classes),
         training_data="SYNTHETIC procedurally generated axial head-CT slices (medzoo.tasks.midline.generator), "
-                      f"train splits of {', '.join(sites)} ({sum(len(task.build_dataset(s, 'train')) for s in sites)} slices); "
+                      f"train splits of {', '.join(sites)} ({n_train} slices"
+                      f"{'' if args.max_samples is None else f', at most {args.max_samples} per site'}); "
                       "no patient data. synth-x and the CQ500-template warp set were never trained on.",
         sites=list(sites), metrics=metrics,
-        metrics_command="python tasks/midline/train.py (held-out test splits, measured after export); "
-                        "full benchmark: python tasks/midline/benchmark.py -> docs/benchmarks/midline.md",
-        recipe="nice -n 10 python tasks/midline/train.py" + ("" if sites == SITES else " --sites " + " ".join(sites)),
+        metrics_command=f"{command} (held-out test splits{f', first {args.eval_n} slices' if args.eval_n else ''}, "
+                        "measured after export); full benchmark: python tasks/midline/benchmark.py -> "
+                        "docs/benchmarks/midline.md",
+        recipe=command,
         intended_use="Research and teaching: a worked example of landmark regression trained by relay learning. Trained "
                      "on SYNTHETIC data only; not validated on patient scans; not for clinical decisions.",
         license="Apache-2.0", data_terms="SYNTHETIC data generated by medzoo (no third-party data).", synthetic=True,
