@@ -33,7 +33,18 @@ DATA_TERMS = {
 
 
 def command_line() -> str:
+    """The command as run (sys.argv), recorded in the model card's ``recipe`` and ``metrics_command``."""
     return "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0])] + sys.argv[1:])
+
+
+def refuse_existing(out_dir: Path, name: str, overwrite: bool) -> None:
+    """Exit (status 2) if ``<out_dir>/<name>.safetensors`` or ``<name>.json`` exists and ``overwrite`` is false:
+    a recipe never replaces weights or a card (e.g. the shipped ones in weights/) silently."""
+    existing = [p for p in (out_dir / f"{name}.safetensors", out_dir / f"{name}.json") if p.exists()]
+    if existing and not overwrite:
+        print(f"{os.path.basename(sys.argv[0])}: error: {', '.join(map(str, existing))} already exist(s); "
+              "pass --overwrite to replace, or another --out", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def train(task: Task, net: torch.nn.Module, dataset: Any, cfg: TrainConfig, *, site: str, ckpt: Path,
@@ -68,10 +79,12 @@ def train(task: Task, net: torch.nn.Module, dataset: Any, cfg: TrainConfig, *, s
 
 
 def ship(task: Task, net: torch.nn.Module, out_dir: Path, *, name: str, card: dict[str, Any],
-         evaluate: Any, stats: dict[str, float], cfg: TrainConfig) -> WeightsMeta:
+         evaluate: Any, stats: dict[str, float], cfg: TrainConfig, overwrite: bool = False) -> WeightsMeta:
     """Save ``net`` as fp16 ``<out_dir>/<name>.safetensors``, measure the saved file on the test sets with
-    ``evaluate(path) -> {set: metrics}``, and write the model card ``<name>.json`` with its sha256."""
+    ``evaluate(path) -> {set: metrics}``, and write the model card ``<name>.json`` with its sha256. An existing
+    file or card there is refused unless ``overwrite``."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    refuse_existing(out_dir, name, overwrite)
     path = out_dir / f"{name}.safetensors"
     header_meta = {k: card[k] for k in ("summary", "sites", "training_data", "recipe", "license", "data_terms")}
     task.wrap(net, header_meta).save(path, half=True)
@@ -96,7 +109,11 @@ def recipe_args(doc: str | None, *, name: str, epochs: int, batch_size: int) -> 
     import argparse
 
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=Path("weights"))
+    ap.add_argument("--out", type=Path, default=_REPO / "weights",
+                    help=f"folder for {name}.safetensors/.json (default: the repository's weights/, %(default)s, "
+                         "whatever the current folder; an existing file there is refused unless --overwrite)")
+    ap.add_argument("--overwrite", action="store_true",
+                    help=f"replace {name}.safetensors/.json already at --out (e.g. the shipped weights)")
     ap.add_argument("--epochs", type=int, default=epochs)
     ap.add_argument("--batch-size", type=int, default=batch_size)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -105,7 +122,7 @@ def recipe_args(doc: str | None, *, name: str, epochs: int, batch_size: int) -> 
     ap.add_argument("--ckpt", type=Path, default=Path(f"/tmp/{name}.ckpt.safetensors"))
     ap.add_argument("--log", type=Path, default=None, help="append one JSON line per epoch here")
     ap.add_argument("--init", type=Path, default=None, help="start from this checkpoint")
-    ap.add_argument("--resume-dir", type=Path, default=Path("runs") / "recipes" / name,
+    ap.add_argument("--resume-dir", type=Path, default=_REPO / "runs" / "recipes" / name,
                     help="full training checkpoint after every epoch; rerun the same command to resume (default: %(default)s)")
     return ap
 

@@ -1,6 +1,6 @@
 """Recipe of the shipped ``fundus-disc`` weights (one command, CPU):
 
-    python tasks/fundus/train_disc.py --out weights/
+    python tasks/fundus/train_disc.py --out <scratch dir>     # or --overwrite to replace weights/fundus-disc.*
 
 Trains the optic disc/cup U-Net (MobileNetV3-Large encoder, light decoder, 3 input channels, 2 sigmoid outputs:
 disc incl. cup, cup) on the 50 official Drishti-GS1 training images through medzoo's one training loop
@@ -17,7 +17,7 @@ holds out 10 of the 50 training images (drawn with ``--seed``), trains the same 
 the held-out images every ``--val-every`` epochs under every outline post-processing (components / convex hull /
 ellipse) and threshold (0.4 / 0.5 / 0.6), writes docs/benchmarks/fundus_disc_validation.{json,md} and ships nothing.
 
-    python tasks/fundus/train_disc.py --remeasure --threshold T --disc-shape S
+    python tasks/fundus/train_disc.py --remeasure --overwrite --threshold T --disc-shape S
 
 keeps the shipped weights file as it is (same sha256), re-measures it on the test split with the given
 post-processing and rewrites the card's settings, metrics and ``metrics_command``.
@@ -31,7 +31,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from common import DATA_TERMS, build_net, command_line, recipe_args, ship, train
+from common import DATA_TERMS, build_net, command_line, recipe_args, refuse_existing, ship, train
 
 import json
 import time
@@ -160,8 +160,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="outline post-processing written into the model card")
     ap.add_argument("--threshold", type=float, default=0.5, help="probability threshold written into the model card")
     ap.add_argument("--remeasure", action="store_true",
-                    help="keep <out>/fundus-disc.safetensors; re-measure it with --threshold/--disc-shape and rewrite its card")
+                    help="keep <out>/fundus-disc.safetensors; re-measure it with --threshold/--disc-shape and rewrite "
+                         "its card (needs --overwrite, as the card is replaced)")
     args = ap.parse_args(argv)
+    if args.remeasure and not args.overwrite:
+        ap.error(f"--remeasure rewrites {args.out / 'fundus-disc.json'}; pass --overwrite as well")
+    if not args.remeasure and not args.holdout:  # --holdout ships nothing
+        refuse_existing(args.out, "fundus-disc", args.overwrite)  # before training, not after it
     torch.set_num_threads(args.threads)
     if args.remeasure:
         return remeasure(args)
@@ -200,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
                           "soft maps >= 128, i.e. marked by at least 2 of 4 experts (the disc includes the cup)"),
         "sites": ["drishti"],
         "metrics_command": command_line() + "  (re-measured by: python tasks/fundus/benchmark.py)",
-        "recipe": "python tasks/fundus/train_disc.py --out weights/",
+        "recipe": command_line(),
         "intended_use": ("Research and teaching: optic disc/cup outlines and vertical cup-to-disc ratio on disc-centred "
                          "colour fundus photographs. Not a medical device; not for glaucoma diagnosis or screening."),
         "license": "weights: MIT-style research release; the training data's terms below still apply",
@@ -212,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
                   "vcdr_abs_err": "vs the vCDR of the majority masks; vcdr_abs_err_experts: vs the mean of the 4 experts' CDR values"},
     }
     meta = ship(task, net, args.out, name="fundus-disc", card=card,
-                evaluate=lambda p: evaluate_file(p, threshold=args.threshold, shape=args.disc_shape), stats=stats, cfg=cfg)
+                evaluate=lambda p: evaluate_file(p, threshold=args.threshold, shape=args.disc_shape), stats=stats, cfg=cfg, overwrite=args.overwrite)
     print(meta.metrics, flush=True)
     return 0
 

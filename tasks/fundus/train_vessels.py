@@ -1,6 +1,6 @@
 """Recipe of the shipped ``fundus-vessels`` weights (one command, CPU):
 
-    python tasks/fundus/train_vessels.py --out weights/
+    python tasks/fundus/train_vessels.py --out <scratch dir>     # or --overwrite to replace weights/fundus-vessels.*
 
 Trains the vessel U-Net (MobileNetV3-Large encoder, light decoder) on the training splits of DRIVE (20 images),
 STARE (10) and HRF (15), jointly, through medzoo's one training loop (``medzoo.relay.trainer.train_site``), on
@@ -19,7 +19,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from common import DATA_TERMS, build_net, command_line, recipe_args, ship, train
+from common import DATA_TERMS, build_net, command_line, recipe_args, refuse_existing, ship, train
 
 import torch
 from torch.utils.data import ConcatDataset
@@ -43,9 +43,12 @@ def evaluate_file(path: Path) -> dict[str, dict[str, float]]:
 def main(argv: list[str] | None = None) -> int:
     ap = recipe_args(__doc__, name="fundus-vessels", epochs=40, batch_size=8)
     args = ap.parse_args(argv)
+    refuse_existing(args.out, "fundus-vessels", args.overwrite)  # before training, not after it
     torch.set_num_threads(args.threads)
 
     task, net = build_net("fundus-vessels", args.init, args.seed)
+    print(f"loading and preprocessing the training images of {', '.join(SITES)} (about 2 min on a 2-core CPU) ...",
+          flush=True)
     ds = ConcatDataset([task.build_dataset(s, "train", augment=True, patches_per_image=PATCHES_PER_IMAGE[s])  # type: ignore[call-arg]
                         for s in SITES])
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=1e-4,
@@ -69,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                           "joint training, ~160 random 256 px patches per set and epoch"),
         "sites": list(SITES),
         "metrics_command": command_line() + "  (re-measured by: python tasks/fundus/benchmark.py)",
-        "recipe": "python tasks/fundus/train_vessels.py --out weights/",
+        "recipe": command_line(),
         "intended_use": ("Research and teaching: retinal vessel maps of colour fundus photographs (35-45 deg FOV, "
                          "about 500-900 px across the FOV). Not a medical device; not for diagnosis or screening."),
         "license": "weights: MIT-style research release; the training data's terms below still apply",
@@ -80,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                   "hrf_split": "train = ids 01-05 of each category (15), test = the other 27 with vessel GT",
                   "stare_split": "split.csv split_maninis2016 (10 train / 8 test; im0235, im0236 missing)"},
     }
-    meta = ship(task, net, args.out, name="fundus-vessels", card=card, evaluate=evaluate_file, stats=stats, cfg=cfg)
+    meta = ship(task, net, args.out, name="fundus-vessels", card=card, evaluate=evaluate_file, stats=stats, cfg=cfg, overwrite=args.overwrite)
     print(meta.metrics, flush=True)
     return 0
 

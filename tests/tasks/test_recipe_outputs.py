@@ -1,0 +1,72 @@
+"""The recipes never replace weights or a model card silently: ``--out`` defaults to the repository's weights/
+(not a ``weights`` folder of the current directory), an existing file or card at ``--out`` is refused before any
+training unless ``--overwrite``, and the card records the command as it was run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RECIPES = {"tasks/fundus/train_vessels.py": "fundus-vessels", "tasks/fundus/train_disc.py": "fundus-disc",
+           "tasks/mediastinum/train.py": "mediastinum"}
+
+
+def _run(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NO_ALBUMENTATIONS_UPDATE": "1"}
+    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.parametrize("script", sorted(RECIPES))
+def test_default_out_is_the_repository_weights_folder(script: str, tmp_path: Path) -> None:
+    r = _run(script, "--help", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    text = " ".join(r.stdout.split())
+    assert str(ROOT / "weights") in text and "--overwrite" in text
+    assert not (tmp_path / "weights").exists()
+
+
+@pytest.mark.parametrize("script,which", [("tasks/fundus/train_vessels.py", "safetensors"),
+                                          ("tasks/fundus/train_disc.py", "json"),
+                                          ("tasks/mediastinum/train.py", "safetensors"),
+                                          ("tasks/mediastinum/train.py", "json")])
+def test_existing_output_is_refused_before_training(script: str, which: str, tmp_path: Path) -> None:
+    name = RECIPES[script]
+    out = tmp_path / "out"
+    out.mkdir()
+    existing = out / f"{name}.{which}"
+    existing.write_bytes(b"keep me")
+    r = _run(script, "--out", str(out), "--epochs", "0", cwd=tmp_path)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "--overwrite" in r.stderr and str(existing) in r.stderr
+    assert existing.read_bytes() == b"keep me"
+    assert "training on" not in r.stdout and "site 1/" not in r.stdout  # refused before any work
+
+
+def test_remeasure_needs_overwrite(tmp_path: Path) -> None:
+    r = _run("tasks/fundus/train_disc.py", "--remeasure", "--out", str(tmp_path), cwd=tmp_path)
+    assert r.returncode == 2 and "--overwrite" in r.stderr
+
+
+def test_cards_record_the_command_as_run() -> None:
+    for script in ("tasks/fundus/train_vessels.py", "tasks/fundus/train_disc.py"):
+        src = (ROOT / script).read_text()
+        assert '"recipe": command_line()' in src and "--out weights/\"" not in src
+    sys.path.insert(0, str(ROOT / "tasks" / "mediastinum"))
+    try:
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("mediastinum_train", ROOT / "tasks/mediastinum/train.py")
+        mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    finally:
+        sys.path.remove(str(ROOT / "tasks" / "mediastinum"))
+    cmd = mod.command_line(["--epochs", "1", "--sites", "synth-a", "--out", "/tmp/x y"])
+    assert cmd.startswith("python ") and cmd.endswith("--epochs 1 --sites synth-a --out '/tmp/x y'")
+    src = (ROOT / "tasks/mediastinum/train.py").read_text()
+    assert "recipe=command," in src and 'metrics_command=f"{command}' in src
