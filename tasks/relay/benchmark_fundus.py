@@ -6,7 +6,8 @@
 
 Phase 1 runs every strategy in the order DRIVE -> STARE -> HRF and every baseline (single-site, pooled, cyclic
 weight transfer, FedAvg, ensemble); phase 2 runs the best non-naive strategy over all 6 site orders. It writes
-docs/benchmarks/relay_fundus.json and .md (``relay_fundus_full`` / ``relay_fundus_smoke`` for those presets) with
+docs/benchmarks/relay_fundus.json and .md (``relay_fundus_full`` / ``relay_fundus_smoke`` for those presets;
+``--name`` for another name, ``--publish-dir`` for another folder: ``--out`` is only the run folder) with
 the accuracy matrices, BWT, forgetting, bootstrap CIs, and a
 measured (never asserted) check of each target:
 
@@ -58,7 +59,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, publish
+from common import ROOT, add_publish_dir, publish
 
 SITES = ["drive", "stare", "hrf"]
 PRESETS: dict[str, dict[str, Any]] = {
@@ -171,7 +172,7 @@ def _prior(folder: Path) -> list[Path]:
     return sorted((folder / "history").glob("relay_results-*.json"), reverse=True) if (folder / "history").is_dir() else []
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", choices=list(PRESETS), default="reduced")
     ap.add_argument("--device", default="cpu")
@@ -184,7 +185,9 @@ def main() -> int:
     ap.add_argument("--baselines", default=None, help="comma-separated baselines for phase 1, or none (default: the preset's)")
     ap.add_argument("--opt", action="append", default=[], metavar="STRATEGY.KEY=VALUE",
                     help="strategy setting for an ablation, repeatable, e.g. --opt relay.merge=end --opt lwf.alpha=4 "
-                         "(use with --name and --out so the default publication is not overwritten)")
+                         "(use with --name, which names the published files, and --out, the run folder, so neither the "
+                         "default publication nor the default run's results are overwritten; or --publish-dir to "
+                         "publish elsewhere)")
     ap.add_argument("--validation", action="store_true",
                     help="train on the 'fit' split and measure on 'val' (every 5th training image held out), never on "
                          "the test split: for choosing settings")
@@ -200,7 +203,12 @@ def main() -> int:
     ap.add_argument("--reuse", action="append", default=[], type=Path, metavar="FILE",
                     help="an earlier relay_results.json or published benchmark JSON to take matching runs and "
                          "baselines over from (repeatable)")
-    args = ap.parse_args()
+    add_publish_dir(ap)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     import torch
 
@@ -272,7 +280,7 @@ def main() -> int:
         md += (f"\nRun as {args.jobs} parallel processes (`--jobs`): the wall time is each phase's elapsed time plus the "
                f"recorded time of runs taken over from earlier calls; the parts run in this call took {own:.0f} s of their "
                "own (each slowed by sharing the machine).\n")
-    j, m = publish(name, res, run_dir, extra=extra, extra_md=md)
+    j, m = publish(name, res, run_dir, extra=extra, extra_md=md, bench_dir=args.publish_dir)
     print(targets_md(targets, args.preset))
     print(f"wrote {j} and {m}")
     return 0

@@ -1,0 +1,48 @@
+"""The relay benchmarks publish into --publish-dir (default docs/benchmarks/), not always into the repository's
+docs/benchmarks/ whatever --out says; --out stays the run folder."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RELAY = ROOT / "tasks" / "relay"
+
+
+def _load(name: str):  # type: ignore[no-untyped-def]
+    sys.path.insert(0, str(RELAY))
+    try:
+        spec = importlib.util.spec_from_file_location(f"relay_{name}", RELAY / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    finally:
+        sys.path.remove(str(RELAY))
+    return mod
+
+
+@pytest.mark.parametrize("script", ["benchmark", "benchmark_fundus", "norm_eval_fundus"])
+def test_publish_dir_option(script: str, tmp_path: Path) -> None:
+    ap = _load(script).build_parser()
+    assert ap.parse_args([]).publish_dir == ROOT / "docs" / "benchmarks"
+    assert ap.parse_args(["--publish-dir", str(tmp_path)]).publish_dir == tmp_path
+
+
+def test_opt_help_names_what_protects_the_publication() -> None:
+    text = " ".join(_load("benchmark_fundus").build_parser().format_help().split())
+    assert "--name, which names the published files" in text and "--publish-dir" in text
+
+
+def test_publish_writes_into_the_given_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    common = _load("common")
+    import medzoo.relay.report as report
+
+    monkeypatch.setattr(report, "markdown", lambda results: "# table\n")
+    before = {p: p.stat().st_mtime_ns for p in (ROOT / "docs" / "benchmarks").glob("relay_trial*")}
+    j, m = common.publish("relay_trial", {"x": 1}, tmp_path / "run", bench_dir=tmp_path / "pub")
+    assert (j, m) == (tmp_path / "pub" / "relay_trial.json", tmp_path / "pub" / "relay_trial.md")
+    assert j.is_file() and "# table" in m.read_text()
+    assert {p: p.stat().st_mtime_ns for p in (ROOT / "docs" / "benchmarks").glob("relay_trial*")} == before
