@@ -3,8 +3,11 @@
 Example:
     >>> from medzoo.tasks import midline                                # doctest: +SKIP
     >>> model = midline.pretrained()                                    # doctest: +SKIP
-    >>> pts = model.predict(slice_hu, spacing_mm=0.5)                   # doctest: +SKIP
-    >>> shift = model.midline_shift_mm(slice_hu, spacing_mm=0.5)        # doctest: +SKIP
+    >>> pts = model.predict(slice_hu, spacing_mm=(row_mm, col_mm))      # doctest: +SKIP
+    >>> shift = model.midline_shift_mm(slice_hu, spacing_mm=(row_mm, col_mm))  # doctest: +SKIP
+    >>> res = model.predict_path("head.nii.gz", slice_index=70)         # doctest: +SKIP
+
+``spacing_mm`` (the slice's pixel size, e.g. DICOM PixelSpacing) is required for arrays: it decides the resampling.
 """
 
 from __future__ import annotations

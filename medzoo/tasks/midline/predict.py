@@ -55,8 +55,8 @@ class MidlineModel(TaskModel):
     Example:
         >>> from medzoo.tasks import midline                                  # doctest: +SKIP
         >>> model = midline.pretrained()                                      # doctest: +SKIP
-        >>> pts = model.predict(slice_hu, spacing_mm=0.5)                     # doctest: +SKIP
-        >>> shift = model.midline_shift_mm(slice_hu, spacing_mm=0.5)          # doctest: +SKIP
+        >>> pts = model.predict(slice_hu, spacing_mm=(0.9, 0.86))             # doctest: +SKIP
+        >>> shift = model.midline_shift_mm(slice_hu, spacing_mm=(0.9, 0.86))  # doctest: +SKIP
     """
 
     tta: bool = True
@@ -65,10 +65,15 @@ class MidlineModel(TaskModel):
     def grid(self) -> tuple[int, float]:
         return int(getattr(self.net, "size", 128)), float(getattr(self.net, "spacing_mm", 1.6))
 
-    def _run(self, slice_hu: np.ndarray, spacing_mm: float | Sequence[float], *, slice_index: int | None,
+    def _run(self, slice_hu: np.ndarray, spacing_mm: float | Sequence[float] | None, *, slice_index: int | None,
              assume_hu: bool, window: tuple[float, float] | None, path: str | Path | None = None) -> tuple[np.ndarray, tuple[float, float]]:
         from medzoo.errors import InputError
 
+        if spacing_mm is None:
+            raise InputError("pass spacing_mm, the slice's pixel size in mm (a float or (row_mm, col_mm), e.g. DICOM "
+                             "PixelSpacing or the NIfTI header's zooms); there is no default because the spacing decides "
+                             "how the slice is resampled to the model's grid and the mm of the shift (a wrong one can "
+                             "even flip its sign). Files: predict_path reads it from the header", path)
         a = np.asarray(slice_hu)
         if slice_index is not None:
             if a.ndim != 3:
@@ -83,14 +88,16 @@ class MidlineModel(TaskModel):
         pts_n = predict_grid(self.net, x, tta=self.tta)[0].double().cpu().numpy()
         return pp.grid_to_input(pp.from_norm(pts_n, size), A), sp
 
-    def predict(self, slice_hu: np.ndarray, spacing_mm: float | Sequence[float] = 0.5, *, slice_index: int | None = None,
+    def predict(self, slice_hu: np.ndarray, spacing_mm: float | Sequence[float] | None = None, *, slice_index: int | None = None,
                 assume_hu: bool = False, window: tuple[float, float] | None = None) -> np.ndarray:
         """Landmarks of one axial slice at the level of the lateral ventricles.
 
         Args:
             slice_hu: ``(H, W)`` slice in HU, radiological display (anterior at the top, patient's right on the
                 image left); any size. A ``(Z, H, W)`` volume needs ``slice_index``.
-            spacing_mm: pixel size, a float or ``(row_mm, col_mm)``.
+            spacing_mm: pixel size of ``slice_hu``, a float or ``(row_mm, col_mm)``: required (an InputError
+                when missing). Take it from the scan (DICOM PixelSpacing, NIfTI zooms); it decides the resampling,
+                so a wrong value gives wrong landmarks and shift, not just a rescaled one.
             slice_index: axial slice of a 3-D array.
             assume_hu: accept values that do not look like HU (no 0..255 check).
             window: ``(centre, width)`` if ``slice_hu`` is a 0..255 windowed image; it is mapped back to HU.
@@ -100,12 +107,12 @@ class MidlineModel(TaskModel):
             posterior falx attachment.
 
         Raises:
-            InputError: 3-D without ``slice_index``, non-positive spacing, NaN or constant slice, a 0..255 image
+            InputError: no ``spacing_mm``, 3-D without ``slice_index``, non-positive spacing, NaN or constant slice, a 0..255 image
                 without ``window``/``assume_hu``.
         """
         return self._run(slice_hu, spacing_mm, slice_index=slice_index, assume_hu=assume_hu, window=window)[0]
 
-    def midline_shift_mm(self, slice_hu: np.ndarray, spacing_mm: float | Sequence[float] = 0.5, **kwargs: Any) -> float:
+    def midline_shift_mm(self, slice_hu: np.ndarray, spacing_mm: float | Sequence[float] | None = None, **kwargs: Any) -> float:
         """Signed midline shift in mm (positive toward the patient's left); arguments as :meth:`predict`."""
         pts, sp = self._run(slice_hu, spacing_mm, slice_index=kwargs.get("slice_index"),
                             assume_hu=kwargs.get("assume_hu", False), window=kwargs.get("window"))
