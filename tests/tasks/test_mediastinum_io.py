@@ -151,3 +151,67 @@ def test_real_ct_passes_the_hounsfield_check_and_raw_stored_values_do_not(ct_sma
     raw = pydicom.dcmread(str(ct_small)).pixel_array.astype(np.float32)  # stored values, never rescaled
     with pytest.raises(InputError, match=r"CT_small\.dcm: .*RescaleSlope/RescaleIntercept"):
         check_volume(np.repeat(raw[None], 3, axis=0), ct_small)
+
+
+def test_mixed_pixel_spacing_is_refused(ct_small: Path, tmp_path: Path) -> None:
+    def edit(k: int, ds: pydicom.Dataset) -> None:
+        if k == 2:
+            ds.PixelSpacing = [0.8, 0.8]
+
+    _series(ct_small, tmp_path / "s", [0.0, 3.0, 6.0], edit=edit)
+    with pytest.raises(InputError, match="PixelSpacing .* differs from the rest of the series"):
+        read_dicom_series(tmp_path / "s")
+
+
+@pytest.mark.parametrize("deg", [5.0, 15.0, 18.0])
+def test_tilted_orientation_is_refused(ct_small: Path, tmp_path: Path, deg: float) -> None:
+    """Gantry tilt stored in ImageOrientationPatient (columns tipped towards z), positions along the normal: was read
+    as axial up to ~18 degrees."""
+    t = np.radians(deg)
+
+    def edit(k: int, ds: pydicom.Dataset) -> None:
+        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, float(np.cos(t)), float(-np.sin(t))]
+        normal = np.cross([1.0, 0.0, 0.0], [0.0, np.cos(t), -np.sin(t)])
+        ds.ImagePositionPatient = [float(v) for v in 3.0 * k * normal]
+
+    _series(ct_small, tmp_path / "s", [0.0, 3.0, 6.0], edit=edit)
+    with pytest.raises(InputError, match="not an axial series"):
+        read_dicom_series(tmp_path / "s")
+
+
+def test_gantry_tilt_tag_and_sheared_positions_are_refused(ct_small: Path, tmp_path: Path) -> None:
+    def tag(k: int, ds: pydicom.Dataset) -> None:
+        ds.GantryDetectorTilt = 12.0
+
+    _series(ct_small, tmp_path / "tag", [0.0, 3.0], edit=tag)
+    with pytest.raises(InputError, match="gantry tilt"):
+        read_dicom_series(tmp_path / "tag")
+
+    def shear(k: int, ds: pydicom.Dataset) -> None:
+        ds.ImagePositionPatient = [0.0, 1.0 * k, 3.0 * k]  # the table moves along z, the slices are stepped in y
+
+    _series(ct_small, tmp_path / "shear", [0.0, 3.0, 6.0], edit=shear)
+    with pytest.raises(InputError, match="do not follow the slice normal"):
+        read_dicom_series(tmp_path / "shear")
+
+
+def test_geometry_checks_are_importable_on_their_own() -> None:
+    from medzoo.tasks.mediastinum import volume_io as v
+
+    row, col, normal = v.check_axial_orientation([1, 0, 0, 0, 1, 0])
+    assert normal.tolist() == [0, 0, 1]
+    v.check_axial_orientation([-0.99995, 0.01, 0, 0, 1, 0])  # 0.6 deg: within the tolerance
+    with pytest.raises(InputError, match="not an axial series"):
+        v.check_axial_orientation([1, 0, 0, 0, 0.95, -0.31])
+    with pytest.raises(InputError, match="not an axial series"):
+        v.check_axial_orientation([0.95, 0.31, 0, -0.31, 0.95, 0])  # rotated in plane
+    a, b = pydicom.Dataset(), pydicom.Dataset()
+    a.PixelSpacing, b.PixelSpacing = [0.5, 0.5], [0.5, 0.5004]
+    assert v.check_pixel_spacing([(Path("a"), a), (Path("b"), b)]) == (0.5, 0.5)
+    b.PixelSpacing = [0.5, 0.6]
+    with pytest.raises(InputError, match="differs"):
+        v.check_pixel_spacing([(Path("a"), a), (Path("b"), b)])
+    b.GantryDetectorTilt = -3
+    with pytest.raises(InputError, match="gantry tilt"):
+        v.check_gantry_tilt([(Path("a"), a), (Path("b"), b)])
+    v.check_slices_follow_normal(np.array([[0, 0, 0], [0, 0, 2.0]]), np.array([0, 0, 1.0]))

@@ -13,7 +13,9 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -90,15 +92,20 @@ def write_nifti(path: str | Path, volume: np.ndarray, spacing: tuple[float, floa
     return p
 
 
-def read_dicom_series(path: str | Path) -> tuple[np.ndarray, tuple[float, float, float]]:
+def read_dicom_series(path: str | Path, *, require_z_spacing: bool = True) -> tuple[np.ndarray, tuple[float, float, float]]:
     """Read one axial CT series (a folder of DICOM files, or a single file) as ``(volume, spacing)`` in HU.
 
     Applies RescaleSlope/RescaleIntercept, orders slices by ImagePositionPatient along the slice normal and
-    takes the z spacing from those positions (not SliceThickness).
+    takes the z spacing from those positions (not SliceThickness). In a folder, files that are not DICOM and
+    DICOM objects without pixel data (a DICOMDIR, reports) are skipped. Shared by the midline task's reader.
+
+    Args:
+        require_z_spacing: a single slice without SliceThickness is refused; with False its z spacing is NaN.
 
     Raises:
-        InputError: no DICOM file, a file that is not CT, files from more than one series, non-axial or
-            inconsistent geometry, duplicate or unevenly spaced slices.
+        InputError: no DICOM file, a file that is not CT, files from more than one series, non-axial, tilted
+            (gantry tilt) or inconsistent geometry (size, orientation, pixel spacing), duplicate or unevenly
+            spaced (missing) slices.
     """
     import pydicom
     from pydicom.errors import InvalidDicomError
@@ -117,6 +124,10 @@ def read_dicom_series(path: str | Path) -> tuple[np.ndarray, tuple[float, float,
         except (InvalidDicomError, OSError) as e:
             if len(files) == 1 or f.suffix.lower() == ".dcm":
                 raise InputError(f"not a readable DICOM file ({type(e).__name__}: {e})", f) from e
+    if len(files) > 1:  # a DICOMDIR or another non-image object beside the slices is not part of the series
+        dss = [(f, ds) for f, ds in dss if "PixelData" in ds]
+    elif dss and "PixelData" not in dss[0][1]:
+        raise InputError("DICOM file holds no image (no PixelData; a DICOMDIR or a report?)", dss[0][0])
     if not dss:
         raise InputError("folder holds no DICOM files", p)
     for f, ds in dss:
@@ -131,21 +142,22 @@ def read_dicom_series(path: str | Path) -> tuple[np.ndarray, tuple[float, float,
     try:
         iop = np.asarray([float(v) for v in ref.ImageOrientationPatient])
         rows, cols = int(ref.Rows), int(ref.Columns)
-        psp = [float(v) for v in ref.PixelSpacing]
     except AttributeError as e:
         raise InputError(f"DICOM header lacks geometry ({e})", dss[0][0]) from e
-    row_dir, col_dir = iop[:3], iop[3:]
-    normal = np.cross(row_dir, col_dir)
-    if abs(abs(row_dir[0]) - 1) > 0.05 or abs(abs(col_dir[1]) - 1) > 0.05:
-        raise InputError(f"not an axial series (ImageOrientationPatient {iop.round(3).tolist()}); reformat to axial", p)
-    pos, slices = [], []
+    row_dir, col_dir, normal = check_axial_orientation(iop, p)
+    check_gantry_tilt(dss)
+    psp = check_pixel_spacing(dss)
+    pos, slices, ipps = [], [], []
     for f, ds in dss:
+        if "ImageOrientationPatient" not in ds:
+            raise InputError("DICOM slice lacks ImageOrientationPatient; its geometry is unknown", f)
         if (int(ds.Rows), int(ds.Columns)) != (rows, cols) or not np.allclose(
                 [float(v) for v in ds.ImageOrientationPatient], iop, atol=1e-3):
             raise InputError("slice geometry differs from the rest of the series (size or orientation)", f)
         ipp = getattr(ds, "ImagePositionPatient", None)
         if ipp is None:
             raise InputError("DICOM slice lacks ImagePositionPatient; cannot order slices", f)
+        ipps.append([float(v) for v in ipp])
         try:
             px = ds.pixel_array.astype(np.float32)
         except Exception as e:  # noqa: BLE001 - codec/truncation problems are the user's file
@@ -157,6 +169,7 @@ def read_dicom_series(path: str | Path) -> tuple[np.ndarray, tuple[float, float,
     order = np.argsort(pos)
     pos_s = np.asarray(pos)[order]
     vol = np.stack([slices[i] for i in order])
+    check_slices_follow_normal(np.asarray(ipps)[order], normal, p)
     if len(pos_s) > 1:
         gaps = np.diff(pos_s)
         if gaps.min() < 1e-3:
@@ -166,8 +179,9 @@ def read_dicom_series(path: str | Path) -> tuple[np.ndarray, tuple[float, float,
         sz = float(gaps.mean())
     else:
         sz = float(getattr(ref, "SliceThickness", 0) or 0) or float(getattr(ref, "SpacingBetweenSlices", 0) or 0)
-        if sz <= 0:
+        if sz <= 0 and require_z_spacing:
             raise InputError("single DICOM slice without SliceThickness: the z spacing is unknown", p)
+        sz = sz if sz > 0 else float("nan")
     if normal[2] < 0:  # slice normal points inferiorly: stored order is reversed w.r.t. +S
         vol = vol[::-1]
     if row_dir[0] < 0:  # columns run to the patient's right: flip to radiological display
@@ -177,21 +191,111 @@ def read_dicom_series(path: str | Path) -> tuple[np.ndarray, tuple[float, float,
     return np.ascontiguousarray(vol, dtype=np.float32), (sz, psp[0], psp[1])
 
 
+# -- geometry checks of a DICOM series, importable on their own (the midline reader shares them) --------------------
+
+AXIAL_TOLERANCE_DEG = 1.0  # largest angle of the rows / columns from the patient's x / y axes still read as axial
+GANTRY_TILT_TOLERANCE_DEG = 0.5  # largest GantryDetectorTilt accepted
+
+
+def check_axial_orientation(iop: Sequence[float], where: str | Path | None = None, *,
+                            tolerance_deg: float = AXIAL_TOLERANCE_DEG) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Refuse an ImageOrientationPatient that is not axial within ``tolerance_deg``: rows along the patient's
+    x axis (either sign) and columns along y (either sign), i.e. no oblique or tilted plane (gantry tilt stored in
+    the orientation) and no in-plane rotation. Returns ``(row_dir, col_dir, normal)`` (unit vectors, LPS).
+
+    Raises:
+        InputError: not six finite numbers, or an angle above the tolerance (the message gives the angles).
+    """
+    v = np.asarray([float(x) for x in iop], dtype=np.float64)
+    if v.shape != (6,) or not np.all(np.isfinite(v)):
+        raise InputError(f"ImageOrientationPatient must be 6 numbers, got {list(iop)}", where)
+    row_dir, col_dir = v[:3], v[3:]
+    nr, nc = np.linalg.norm(row_dir), np.linalg.norm(col_dir)
+    if nr < 1e-6 or nc < 1e-6:
+        raise InputError(f"ImageOrientationPatient {v.round(3).tolist()} has a zero direction", where)
+    row_dir, col_dir = row_dir / nr, col_dir / nc
+    row_deg = float(np.degrees(np.arccos(min(1.0, abs(row_dir[0])))))
+    col_deg = float(np.degrees(np.arccos(min(1.0, abs(col_dir[1])))))
+    if max(row_deg, col_deg) > tolerance_deg:
+        raise InputError(f"not an axial series: ImageOrientationPatient {v.round(4).tolist()} has its rows "
+                         f"{row_deg:.1f} deg from the patient's x axis and its columns {col_deg:.1f} deg from y "
+                         f"(tilted / oblique or rotated plane; at most {tolerance_deg:g} deg accepted); reformat "
+                         "(resample) to a true axial series first", where)
+    return row_dir, col_dir, np.cross(row_dir, col_dir)
+
+
+def check_gantry_tilt(datasets: Sequence[tuple[Path, Any]], *,
+                      tolerance_deg: float = GANTRY_TILT_TOLERANCE_DEG) -> None:
+    """Refuse a series whose slices record a GantryDetectorTilt (0018,1120) above ``tolerance_deg``.
+
+    ``datasets``: ``(file, pydicom Dataset)`` pairs. A tilt that is only in the slice positions (sheared
+    series) is caught by :func:`check_slices_follow_normal`, one in the orientation by :func:`check_axial_orientation`.
+    """
+    for f, ds in datasets:
+        tilt = float(getattr(ds, "GantryDetectorTilt", 0) or 0)
+        if abs(tilt) > tolerance_deg:
+            raise InputError(f"acquired with gantry tilt ({tilt:g} degrees); correct the tilt (resample) first", f)
+
+
+def check_pixel_spacing(datasets: Sequence[tuple[Path, Any]], *, rtol: float = 1e-3) -> tuple[float, float]:
+    """The series' PixelSpacing ``(row, column)`` in mm, refusing a slice without it, a non-positive value, or a
+    slice whose PixelSpacing differs from the first slice's (relative tolerance ``rtol``): a volume's in-plane
+    spacing must hold for every slice.
+
+    ``datasets``: ``(file, pydicom Dataset)`` pairs.
+    """
+    ref_file, psp = None, None
+    for f, ds in datasets:
+        if "PixelSpacing" not in ds:
+            raise InputError("DICOM slice lacks PixelSpacing; its geometry is unknown", f)
+        try:
+            sp = [float(v) for v in ds.PixelSpacing]
+        except (TypeError, ValueError) as e:
+            raise InputError(f"unreadable PixelSpacing {ds.PixelSpacing!r}", f) from e
+        if len(sp) != 2 or not all(np.isfinite(sp)) or min(sp) <= 0:
+            raise InputError(f"PixelSpacing must be two positive numbers, got {sp}", f)
+        if psp is None:
+            ref_file, psp = f, sp
+        elif not np.allclose(sp, psp, rtol=rtol, atol=0):
+            raise InputError(f"PixelSpacing {sp} differs from the rest of the series ({psp} in "
+                             f"{Path(ref_file).name}); mixed in-plane spacing: put one series per folder", f)
+    if psp is None:
+        raise InputError("no DICOM slice to read PixelSpacing from", None)
+    return psp[0], psp[1]
+
+
+def check_slices_follow_normal(positions: np.ndarray, normal: np.ndarray, where: str | Path | None = None) -> None:
+    """Refuse slice positions (``(N, 3)`` ImagePositionPatient, sorted along ``normal``) whose steps leave the slice
+    normal: a gantry-tilted (sheared) series whose orientation says axial."""
+    pos = np.asarray(positions, dtype=np.float64)
+    if len(pos) < 2:
+        return
+    step = np.diff(pos, axis=0)  # position steps between neighbouring slices
+    shear = np.linalg.norm(step - np.outer(step @ normal, normal), axis=1)
+    if shear.max() > 0.01 * max(1.0, float(np.abs(step @ normal).max())) + 0.01:
+        raise InputError("slice positions do not follow the slice normal (gantry tilt / sheared series); "
+                         "correct the tilt (resample) first", where)
+
+
 def read_volume(path: str | Path) -> tuple[np.ndarray, tuple[float, float, float]]:
     """Read a NIfTI file, a DICOM file or a DICOM series folder as ``(volume_hu, spacing_zyx_mm)``."""
     p = Path(path)
     if p.is_file() and is_nifti(p):
         return read_nifti(p)
-    if p.is_dir() or (p.is_file() and (p.suffix.lower() in (".dcm", ".dicom", "") or _has_dicm(p))):
+    if p.is_dir() or (p.is_file() and (p.suffix.lower() in (".dcm", ".dicom", "") or has_dicm_magic(p))):
         return read_dicom_series(p)
     if not p.exists():
         raise InputError("no such file or folder", p)
     raise InputError("unsupported file type: expected a NIfTI file (.nii, .nii.gz), a DICOM file or a DICOM series folder", p)
 
 
-def _has_dicm(p: Path) -> bool:
+def has_dicm_magic(p: Path) -> bool:
+    """True when ``p`` starts with the DICOM preamble (``DICM`` at byte 128), whatever its name."""
     try:
         with open(p, "rb") as f:
             return f.read(132)[128:132] == b"DICM"
     except OSError:
         return False
+
+
+_has_dicm = has_dicm_magic  # the earlier private name
