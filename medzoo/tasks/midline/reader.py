@@ -1,18 +1,19 @@
 """Read one axial slice in HU, in radiological display orientation, from NIfTI, DICOM or NumPy files.
 
 Display orientation: row 0 is anterior, column 0 is the patient's right (image left). NIfTI volumes are
-reoriented through their affine (``nibabel.as_closest_canonical``, RAS+), DICOM slices through
-ImageOrientationPatient (axial slices only; oblique cosines are snapped to the nearest axis with a warning).
+reoriented through their affine (``nibabel.as_closest_canonical``, RAS+), DICOM files and series
+through the mediastinum task's reader (:func:`medzoo.tasks.mediastinum.volume_io.read_dicom_series`): CT only,
+one series, axial, no gantry tilt, consistent size/orientation/pixel spacing, no duplicate or missing slices.
 """
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from medzoo.errors import InputError
+from medzoo.tasks.mediastinum.volume_io import has_dicm_magic, read_dicom_series
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
@@ -26,8 +27,10 @@ def kind_of(path: Path) -> str:
         return "dicom"
     if path.suffix.lower() == ".npy":
         return "npy"
-    raise InputError(f"unsupported file type {path.suffix!r}; expected NIfTI (.nii/.nii.gz), DICOM (.dcm or a series "
-                     "folder) or NumPy (.npy)", path)
+    if path.is_file() and has_dicm_magic(path):  # PACS exports often have no suffix (IM0001) or another one
+        return "dicom"
+    raise InputError(f"unsupported file type {path.suffix!r}; expected NIfTI (.nii/.nii.gz), DICOM (a file with the "
+                     "DICM preamble or a series folder) or NumPy (.npy)", path)
 
 
 def nifti_display_volume(path: Path) -> tuple[np.ndarray, tuple[float, float]]:
@@ -49,36 +52,6 @@ def nifti_display_volume(path: Path) -> tuple[np.ndarray, tuple[float, float]]:
     # RAS+: axis0 -> patient's right, axis1 -> anterior. Display: column -> patient's left, row -> posterior.
     vol = np.ascontiguousarray(np.transpose(data[::-1, ::-1, :], (2, 1, 0)))
     return vol, (float(zooms[1]), float(zooms[0]))
-
-
-def _dicom_hu(path: Path) -> tuple[np.ndarray, tuple[float, float], float]:
-    import pydicom
-
-    try:
-        ds = pydicom.dcmread(str(path))
-        px = ds.pixel_array.astype(np.float32)
-    except Exception as e:  # noqa: BLE001
-        raise InputError(f"cannot read DICOM ({type(e).__name__}: {e})", path) from e
-    hu = px * float(getattr(ds, "RescaleSlope", 1.0)) + float(getattr(ds, "RescaleIntercept", 0.0))
-    if "PixelSpacing" not in ds:
-        raise InputError("DICOM has no PixelSpacing; pass the spacing explicitly", path)
-    sr, sc = (float(v) for v in ds.PixelSpacing)
-    iop = [float(v) for v in getattr(ds, "ImageOrientationPatient", [1, 0, 0, 0, 1, 0])]
-    row_dir, col_dir = np.array(iop[:3]), np.array(iop[3:])
-    if abs(row_dir).max() < 0.95 or abs(col_dir).max() < 0.95:
-        warnings.warn(f"{path}: oblique slice orientation {iop}; axes snapped to the nearest patient axis", stacklevel=3)
-    ra, ca = int(np.argmax(abs(row_dir))), int(np.argmax(abs(col_dir)))
-    if {ra, ca} != {0, 1}:
-        raise InputError(f"not an axial slice (ImageOrientationPatient {iop})", path)
-    if ra == 1:  # rows run along x: transpose so columns run left-right
-        hu, (sr, sc), row_dir, col_dir = hu.T, (sc, sr), col_dir, row_dir
-    # DICOM LPS: +x = patient's left, +y = posterior; display wants columns -> +x, rows -> +y.
-    if row_dir[0] < 0:
-        hu = hu[:, ::-1]
-    if col_dir[1] < 0:
-        hu = hu[::-1, :]
-    z = float(getattr(ds, "ImagePositionPatient", [0, 0, 0])[2]) if hasattr(ds, "ImagePositionPatient") else float(getattr(ds, "InstanceNumber", 0) or 0)
-    return np.ascontiguousarray(hu), (sr, sc), z
 
 
 def read_slice(path: str | Path, slice_index: int | None = None, *,
@@ -108,15 +81,9 @@ def read_slice(path: str | Path, slice_index: int | None = None, *,
         except Exception as e:  # noqa: BLE001
             raise InputError(f"cannot read .npy ({type(e).__name__}: {e})", p) from e
         vol, sp = (arr[None] if arr.ndim == 2 else arr), None
-    elif p.is_dir():
-        files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
-        if not files:
-            raise InputError("DICOM series folder is empty", p)
-        slices = sorted((_dicom_hu(f) for f in files), key=lambda t: t[2])
-        vol, sp = np.stack([s[0] for s in slices]), slices[0][1]
-    else:
-        hu, sp, _ = _dicom_hu(p)
-        vol = hu[None]
+    else:  # a DICOM file or series folder, with the mediastinum reader's checks; slices in ascending z
+        vol, (_, sr, sc) = read_dicom_series(p, require_z_spacing=False)
+        sp = (sr, sc)
     if vol.ndim != 3:
         raise InputError(f"expected a 2-D slice or a 3-D volume, got shape {vol.shape}", p)
     if slice_index is None:
