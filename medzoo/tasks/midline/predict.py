@@ -165,6 +165,13 @@ def overlay_png(hu: np.ndarray, res: MidlineResult) -> bytes:
     return bytes(buf) if ok else b""
 
 
+def output_stem(path: Path) -> str:
+    """The name outputs of ``path`` are written under: the CLI's rule (``medzoo.cli.models._output_stem``): strip a
+    final ``.gz``, then ``Path.stem`` (``case.v1.nii.gz`` -> ``case.v1``, ``x.dcm`` -> ``x``, folder ``x`` -> ``x``),
+    so inputs the CLI lets through never write outputs of the same name."""
+    return Path(Path(path).name.removesuffix(".gz")).stem
+
+
 def predict_files(model: MidlineModel, paths: Sequence[Path], out_dir: Path, **options: Any) -> list[Path]:
     """For each input write ``<stem>.midline.json`` and ``<stem>.midline.png`` into ``out_dir`` (atomic)."""
     from medzoo.errors import InputError
@@ -186,7 +193,7 @@ def predict_files(model: MidlineModel, paths: Sequence[Path], out_dir: Path, **o
         pts, sp2 = model._run(hu, sp, slice_index=None, assume_hu=bool(options.get("assume_hu", False)),
                               window=options.get("window"), path=path)
         res = MidlineResult(points=pts, shift_mm=midline_shift_mm(pts, sp2), spacing_mm=sp2, source=str(path), slice_index=slice_index)
-        stem = path.name.split(".")[0] if path.is_file() else path.name
+        stem = output_stem(path)
         body = {**res.to_json(), "model": model.meta.get("name", "user model"),
                 "synthetic_training": bool(model.meta.get("synthetic", True)),
                 "note": "model trained on SYNTHETIC data only; research use, not for clinical decisions"}
