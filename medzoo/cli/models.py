@@ -79,7 +79,10 @@ def _probability(text: str) -> float:
 def _add_input_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("task-specific input options (used by the tasks that need them)")
     g.add_argument("--spacing", type=float, nargs="+", help="voxel/pixel spacing in mm (CT tasks; read from headers when available)")
-    g.add_argument("--bbox", type=int, nargs=6, metavar=("Z0", "Y0", "X0", "Z1", "Y1", "X1"), help="lesion box (mediastinum)")
+    g.add_argument("--bbox", type=int, nargs=6, metavar=("Z0", "Y0", "X0", "Z1", "Y1", "X1"), help="lesion box (mediastinum), half-open voxel indices in medzoo's reoriented array, NOT the "
+                        "file's stored voxel order: axis 0 inferior->superior, rows anterior->posterior, columns "
+                        "patient's right->left (what medzoo.tasks.mediastinum.read_volume(path) returns; take the box "
+                        "from that array, or pass --mask)")
     g.add_argument("--mask", type=Path, help="lesion mask file (mediastinum)")
     g.add_argument("--slice-index", type=int, help="axial slice of a volume (midline)")
     g.add_argument("--threshold", type=_probability, help="probability threshold, strictly between 0 and 1 (segmentation)")
