@@ -38,7 +38,7 @@ def test_opt_help_names_what_protects_the_publication() -> None:
 
 def test_publish_writes_into_the_given_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     common = _load("common")
-    import medzoo.relay.report as report
+    from medzoo.relay import report
 
     monkeypatch.setattr(report, "markdown", lambda results: "# table\n")
     before = {p: p.stat().st_mtime_ns for p in (ROOT / "docs" / "benchmarks").glob("relay_trial*")}
