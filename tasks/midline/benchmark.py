@@ -41,7 +41,13 @@ def bootstrap_ci(values: list[float], n: int = 2000, seed: int = 0) -> list[floa
     return [round(float(np.percentile(means, 2.5)), 4), round(float(np.percentile(means, 97.5)), 4)]
 
 
-def auroc_ci(pred: list[float], true: list[float], n: int = 1000, seed: int = 0) -> list[float]:
+AUROC_CI_NOTE = ("no AUROC CI: in every bootstrap resample all slices fell on one side of the 5 mm threshold "
+                 "(too few slices, or only one class), so the AUROC is undefined")
+
+
+def auroc_ci(pred: list[float], true: list[float], n: int = 1000, seed: int = 0) -> list[float | None]:
+    """Percentile bootstrap 95% CI of the shift >= 5 mm AUROC; ``[None, None]`` (see ``AUROC_CI_NOTE``) when no
+    resample has both classes (e.g. a smoke run with --n 4)."""
     import torch
 
     from medzoo.tasks.midline.metric import shift_detection
@@ -54,6 +60,8 @@ def auroc_ci(pred: list[float], true: list[float], n: int = 1000, seed: int = 0)
         a = shift_detection(torch.tensor(p[i]), torch.tensor(t[i]))["shift5_auroc"]
         if np.isfinite(a):
             vals.append(a)
+    if not vals:
+        return [None, None]
     return [round(float(np.percentile(vals, 2.5)), 4), round(float(np.percentile(vals, 97.5)), 4)]
 
 
@@ -64,7 +72,13 @@ def summarise(res, synthetic: bool) -> dict:  # type: ignore[no-untyped-def]
                     "shift5_auroc": auroc_ci(res.per_sample["pred_shift_mm"], res.per_sample["true_shift_mm"])},
            "per_landmark_mre_mm": {k[6:-3]: round(float(np.mean(v)), 4) for k, v in res.per_sample.items() if k.startswith("error_")},
            "max_shift_abs_error_mm": round(float(np.max(res.per_sample["shift_abs_error_mm"])), 4)}
+    if out["ci95"]["shift5_auroc"][0] is None:
+        out["ci95_note"] = AUROC_CI_NOTE
     return out
+
+
+def fmt(v: float | None, spec: str = ".4f") -> str:
+    return "n/a" if v is None or not np.isfinite(v) else format(v, spec)
 
 
 def check(value: float, rule: tuple[str, float]) -> bool:
@@ -183,7 +197,9 @@ def to_markdown(r: dict) -> str:
         lines.append(f"| {tag}{name} | {s['n']} | {m['mre_mm']:.3f} [{c['mre_mm'][0]:.3f}, {c['mre_mm'][1]:.3f}] | {m['sdr_2mm']:.3f} | "
                      f"{m['sdr_4mm']:.3f} | {m['shift_abs_error_mm']:.3f} [{c['shift_abs_error_mm'][0]:.3f}, {c['shift_abs_error_mm'][1]:.3f}] | "
                      f"{s['max_shift_abs_error_mm']:.2f} | {m['shift5_sensitivity']:.3f} | {m['shift5_specificity']:.3f} | "
-                     f"{m['shift5_auroc']:.4f} [{c['shift5_auroc'][0]:.4f}, {c['shift5_auroc'][1]:.4f}] |")
+                     f"{fmt(m['shift5_auroc'])} [{fmt(c['shift5_auroc'][0])}, {fmt(c['shift5_auroc'][1])}] |")
+    notes = sorted({s["ci95_note"] for s in r["results"].values() if s.get("ci95_note")})
+    lines += [""] + [f"n/a: {n_}." for n_ in notes] if notes else []
     lines += ["", "Per-landmark mean radial error (mm):", "", "| test set | falx anterior | septum | falx posterior |", "|---|---|---|---|"]
     for name, s in r["results"].items():
         if "per_landmark_mre_mm" in s:
