@@ -33,7 +33,7 @@ def _is_own_file(name: str) -> bool:
     """A name this recipe (or the relay API it calls) writes into --work: batons, the exported relay model,
     per-site checkpoint folders ``.<site>.baton.work``, atomic temporaries ``.<name>.<random>.part``, the marker."""
     return (name in (WORK_MARKER, "relay.safetensors") or name.endswith(".baton")
-            or (name.startswith(".") and (name.endswith(".baton.work") or name.endswith(".part"))))
+            or (name.startswith(".") and name.endswith((".baton.work", ".part"))))
 
 
 def prepare_work(work: Path, *, reuse: bool) -> None:

@@ -104,7 +104,7 @@ def test_dicom_without_suffix_is_recognised(ct_small: Path, tmp_path: Path) -> N
     shutil.copy(ct_small, tmp_path / "IM0001")
     shutil.copy(ct_small, tmp_path / "slice.dcm")
     assert kind_of(tmp_path / "IM0001") == "dicom"
-    a, sp = read_slice(tmp_path / "IM0001")
+    a, _ = read_slice(tmp_path / "IM0001")
     b, _ = read_slice(tmp_path / "slice.dcm")
     np.testing.assert_array_equal(a, b)
     (tmp_path / "notes").write_text("not dicom")
