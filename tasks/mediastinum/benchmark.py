@@ -20,6 +20,9 @@ import argparse
 import copy
 import datetime as dt
 import json
+import os
+import shlex
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -44,6 +47,30 @@ def bootstrap(p: Any, t: Any, n_boot: int = 500, seed: int = 0, other: Any = Non
             v -= classification_metrics(other[idx], t[idx])["auroc_macro"]
         vals.append(v)
     return [round(float(np.nanpercentile(vals, 2.5)), 4), round(float(np.nanpercentile(vals, 97.5)), 4)]
+
+
+SHIPPED_LABEL = "relay (shipped weights)"
+
+
+def relay_label(relay_model: Path | None, shipped_card: Path = ROOT / "weights" / "mediastinum.json") -> str:
+    """The results' name of the relay model measured: "relay (shipped weights)" for the shipped file or a byte-
+    identical copy of it (same sha256 as the shipped card), otherwise "relay (<file name>)"."""
+    if relay_model is None:
+        return SHIPPED_LABEL
+    from medzoo.io import sha256_file
+
+    try:
+        shipped_sha = json.loads(shipped_card.read_text())["sha256"]
+    except (OSError, ValueError, KeyError):
+        shipped_sha = None
+    if shipped_sha and relay_model.is_file() and sha256_file(relay_model) == shipped_sha:
+        return SHIPPED_LABEL
+    return f"relay ({relay_model.name})"
+
+
+def command_line() -> str:
+    """This process's command line, as run."""
+    return "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0]), *sys.argv[1:]])
 
 
 def main() -> int:
@@ -159,8 +186,9 @@ def main() -> int:
         time.sleep(20)
     time.sleep(5)
     clf = mediastinum.load(args.relay_model) if args.relay_model else mediastinum.pretrained()
-    results["relay (shipped weights)"] = measure(clf.net)
-    log(f"relay (shipped): synth-x AUROC {results['relay (shipped weights)'][UNSEEN_SITE]['auroc_macro']}")
+    relay = relay_label(args.relay_model)
+    results[relay] = measure(clf.net)
+    log(f"{relay}: synth-x AUROC {results[relay][UNSEEN_SITE]['auroc_macro']}")
 
     for spec in args.extra_model:
         name, path = spec.split("=", 1)
@@ -168,7 +196,7 @@ def main() -> int:
         log(f"{name}: synth-x AUROC {results[name][UNSEEN_SITE]['auroc_macro']}")
 
     tgt = results["pooled central"][UNSEEN_SITE]["_targets"]
-    relay_p = results["relay (shipped weights)"][UNSEEN_SITE]["_probs"]
+    relay_p = results[relay][UNSEEN_SITE]["_probs"]
     pooled_p = results["pooled central"][UNSEEN_SITE]["_probs"]
     naive_p = results["naive sequential"][UNSEEN_SITE]["_probs"]
     diffs = {"relay_minus_pooled_ci95": bootstrap(relay_p, tgt, other=pooled_p, seed=1),
@@ -213,13 +241,13 @@ def main() -> int:
     def save() -> None:
         clean = {name: {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")} for k, v in r.items()}
                  for name, r in results.items()}
-        relay_x = results["relay (shipped weights)"][UNSEEN_SITE]["auroc_macro"]
+        relay_x = results[relay][UNSEEN_SITE]["auroc_macro"]
         pooled_x = results["pooled central"][UNSEEN_SITE]["auroc_macro"]
         naive_x = results["naive sequential"][UNSEEN_SITE]["auroc_macro"]
         out = {
             "benchmark": "mediastinum", "synthetic": True,
             "note": "SYNTHETIC data only: procedurally generated chest-CT-like volumes; no patient data.",
-            "command": "nice -n 10 python tasks/mediastinum/benchmark.py" + (" --relay-model weights/mediastinum.safetensors" if args.relay_model else "") + "".join(f" --extra-model '{e}'" for e in args.extra_model),
+            "command": command_line(), "relay_label": relay,
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
             "setup": {"train_sites": list(TRAIN_SITES), "unseen_site": UNSEEN_SITE, "epochs_per_site": args.epochs,
                       "batch_size": BATCH_SIZE, "lr": LR, "seed": SEED, "input_mode": task.preprocess.mode,
@@ -291,11 +319,12 @@ def markdown(o: dict[str, Any]) -> str:
               + ", ".join(f"{k.replace('_ci95', '')}: [{v[0]}, {v[1]}]" for k, v in o["paired_bootstrap_synth_x"].items()), ""]
     for k, v in o["naive_trajectory_synth_x"].items():
         lines.append(f"{k}: {x} macro AUROC after each site: {v}")
-    lines += ["", f"## Per class on {x}, relay (shipped weights)", "", "| class | AUROC | sensitivity | specificity |", "|---|---|---|---|"]
-    for c, m in o["results"]["relay (shipped weights)"][x]["per_class"].items():
+    relay = o.get("relay_label", SHIPPED_LABEL)
+    lines += ["", f"## Per class on {x}, {relay}", "", "| class | AUROC | sensitivity | specificity |", "|---|---|---|---|"]
+    for c, m in o["results"][relay][x]["per_class"].items():
         lines.append(f"| {c} | {m['auroc']:.4f} | {m['sens']:.4f} | {m['spec']:.4f} |")
     lines += ["", "Confusion matrix (rows: true, columns: predicted; order thymoma, lymphoma, teratoma, neurogenic, cyst): "
-              f"`{o['results']['relay (shipped weights)'][x]['confusion']}`", ""]
+              f"`{o['results'][relay][x]['confusion']}`", ""]
     if o["preprocessing_ablation"]:
         lines += [f"## Preprocessing ablation (pooled training, {o['setup']['ablation_epochs']} epochs per run)", "",
                   "| input mode | channels | synth-x macro AUROC | training-site tests (mean) |", "|---|---|---|---|"]
