@@ -18,7 +18,13 @@ def _load(name: str):  # type: ignore[no-untyped-def]
     try:
         spec = importlib.util.spec_from_file_location(f"relay_{name}", RELAY / f"{name}.py")
         mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-        spec.loader.exec_module(mod)  # type: ignore[union-attr]
+        saved = sys.modules.pop("common", None)  # each tasks/<task>/ folder has its own common.py
+        try:
+            spec.loader.exec_module(mod)  # type: ignore[union-attr]
+        finally:
+            sys.modules.pop("common", None)
+            if saved is not None:
+                sys.modules["common"] = saved
     finally:
         sys.path.remove(str(RELAY))
     return mod

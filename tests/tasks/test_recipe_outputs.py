@@ -63,7 +63,13 @@ def test_cards_record_the_command_as_run() -> None:
 
         spec = importlib.util.spec_from_file_location("mediastinum_train", ROOT / "tasks/mediastinum/train.py")
         mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-        spec.loader.exec_module(mod)  # type: ignore[union-attr]
+        saved = sys.modules.pop("common", None)  # each tasks/<task>/ folder has its own common.py
+        try:
+            spec.loader.exec_module(mod)  # type: ignore[union-attr]
+        finally:
+            sys.modules.pop("common", None)
+            if saved is not None:
+                sys.modules["common"] = saved
     finally:
         sys.path.remove(str(ROOT / "tasks" / "mediastinum"))
     cmd = mod.command_line(["--epochs", "1", "--sites", "synth-a", "--out", "/tmp/x y"])
