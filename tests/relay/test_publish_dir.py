@@ -3,8 +3,6 @@ docs/benchmarks/ whatever --out says; --out stays the run folder."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,37 +11,20 @@ ROOT = Path(__file__).resolve().parents[2]
 RELAY = ROOT / "tasks" / "relay"
 
 
-def _load(name: str):  # type: ignore[no-untyped-def]
-    sys.path.insert(0, str(RELAY))
-    try:
-        spec = importlib.util.spec_from_file_location(f"relay_{name}", RELAY / f"{name}.py")
-        mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-        saved = sys.modules.pop("common", None)  # each tasks/<task>/ folder has its own common.py
-        try:
-            spec.loader.exec_module(mod)  # type: ignore[union-attr]
-        finally:
-            sys.modules.pop("common", None)
-            if saved is not None:
-                sys.modules["common"] = saved
-    finally:
-        sys.path.remove(str(RELAY))
-    return mod
-
-
 @pytest.mark.parametrize("script", ["benchmark", "benchmark_fundus", "norm_eval_fundus"])
-def test_publish_dir_option(script: str, tmp_path: Path) -> None:
-    ap = _load(script).build_parser()
+def test_publish_dir_option(script: str, tmp_path: Path, task_script) -> None:  # type: ignore[no-untyped-def]
+    ap = task_script(f"tasks/relay/{script}.py").build_parser()
     assert ap.parse_args([]).publish_dir == ROOT / "docs" / "benchmarks"
     assert ap.parse_args(["--publish-dir", str(tmp_path)]).publish_dir == tmp_path
 
 
-def test_opt_help_names_what_protects_the_publication() -> None:
-    text = " ".join(_load("benchmark_fundus").build_parser().format_help().split())
+def test_opt_help_names_what_protects_the_publication(task_script) -> None:  # type: ignore[no-untyped-def]
+    text = " ".join(task_script("tasks/relay/benchmark_fundus.py").build_parser().format_help().split())
     assert "--name, which names the published files" in text and "--publish-dir" in text
 
 
-def test_publish_writes_into_the_given_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    common = _load("common")
+def test_publish_writes_into_the_given_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, task_script) -> None:  # type: ignore[no-untyped-def]
+    common = task_script("tasks/relay/common.py")
     from medzoo.relay import report
 
     monkeypatch.setattr(report, "markdown", lambda results: "# table\n")

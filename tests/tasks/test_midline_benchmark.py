@@ -3,7 +3,6 @@ no bootstrap resample holds both classes: the CI is [None, None] with a note, an
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,11 +13,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def bench():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("midline_benchmark", ROOT / "tasks" / "midline" / "benchmark.py")
-    mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(mod)  # type: ignore[union-attr]
-    return mod
+def bench(task_script):  # type: ignore[no-untyped-def]
+    return task_script("tasks/midline/benchmark.py")
 
 
 def test_auroc_ci_of_one_class_is_none_with_a_note(bench) -> None:  # type: ignore[no-untyped-def]

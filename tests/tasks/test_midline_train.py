@@ -4,7 +4,6 @@ the command that ran and the number of slices it trained on."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -14,11 +13,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def recipe():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("midline_train_recipe", ROOT / "tasks" / "midline" / "train.py")
-    mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(mod)  # type: ignore[union-attr]
-    return mod
+def recipe(task_script):  # type: ignore[no-untyped-def]
+    return task_script("tasks/midline/train.py")
 
 
 def test_foreign_work_folder_is_refused_and_kept(recipe, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]

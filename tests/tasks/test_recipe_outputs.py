@@ -53,25 +53,11 @@ def test_remeasure_needs_overwrite(tmp_path: Path) -> None:
     assert r.returncode == 2 and "--overwrite" in r.stderr
 
 
-def test_cards_record_the_command_as_run() -> None:
+def test_cards_record_the_command_as_run(task_script) -> None:  # type: ignore[no-untyped-def]
     for script in ("tasks/fundus/train_vessels.py", "tasks/fundus/train_disc.py"):
         src = (ROOT / script).read_text()
         assert '"recipe": command_line()' in src and "--out weights/\"" not in src
-    sys.path.insert(0, str(ROOT / "tasks" / "mediastinum"))
-    try:
-        import importlib.util
-
-        spec = importlib.util.spec_from_file_location("mediastinum_train", ROOT / "tasks/mediastinum/train.py")
-        mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-        saved = sys.modules.pop("common", None)  # each tasks/<task>/ folder has its own common.py
-        try:
-            spec.loader.exec_module(mod)  # type: ignore[union-attr]
-        finally:
-            sys.modules.pop("common", None)
-            if saved is not None:
-                sys.modules["common"] = saved
-    finally:
-        sys.path.remove(str(ROOT / "tasks" / "mediastinum"))
+    mod = task_script("tasks/mediastinum/train.py")
     cmd = mod.command_line(["--epochs", "1", "--sites", "synth-a", "--out", "/tmp/x y"])
     assert cmd.startswith("python ") and cmd.endswith("--epochs 1 --sites synth-a --out '/tmp/x y'")
     src = (ROOT / "tasks/mediastinum/train.py").read_text()
