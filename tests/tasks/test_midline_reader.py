@@ -1,4 +1,4 @@
-"""The midline DICOM reader shares the mediastinum reader's checks (CT only, one series, axial, no gantry tilt,
+"""The midline DICOM reader shares the mediastinum reader's checks (CT only, one series, axial or tilted up to 30 deg with a warning,
 one pixel spacing, no missing or duplicate slices, geometry present), skips a DICOMDIR or a stray non-DICOM file
 in a series folder, and recognises DICOM files by their DICM preamble whatever their name (PACS exports)."""
 
@@ -62,9 +62,9 @@ def test_mr_is_refused(tmp_path: Path) -> None:
     ("missing slice", None, [0.0, 5.0, 15.0, 20.0], "uneven slice spacing"),
     ("duplicate", None, [0.0, 5.0, 5.0], "duplicate slice positions"),
     ("mixed series", lambda k, ds: setattr(ds, "SeriesInstanceUID", generate_uid()), [0.0, 5.0], "mixes 2 DICOM series"),
-    ("gantry tilt tag", lambda k, ds: setattr(ds, "GantryDetectorTilt", 15.0), [0.0, 5.0], "gantry tilt"),
-    ("sheared positions", lambda k, ds: setattr(ds, "ImagePositionPatient",
-                                                [float(ds.ImagePositionPatient[0]), 2.0 * k, float(ds.ImagePositionPatient[2])]),
+    ("gantry tilt beyond 30 deg", lambda k, ds: setattr(ds, "GantryDetectorTilt", 35.0), [0.0, 5.0], "gantry tilt"),
+    ("sheared beyond 30 deg", lambda k, ds: setattr(ds, "ImagePositionPatient",
+                                                    [float(ds.ImagePositionPatient[0]), 4.0 * k, float(ds.ImagePositionPatient[2])]),
      [0.0, 5.0, 10.0], "gantry tilt"),
     ("mixed pixel spacing", lambda k, ds: setattr(ds, "PixelSpacing", [0.9, 0.9] if k else [0.661468, 0.661468]),
      [0.0, 5.0], "PixelSpacing"),
@@ -110,3 +110,22 @@ def test_dicom_without_suffix_is_recognised(ct_small: Path, tmp_path: Path) -> N
     (tmp_path / "notes").write_text("not dicom")
     with pytest.raises(InputError, match="unsupported file type"):
         read_slice(tmp_path / "notes")
+
+
+@pytest.mark.parametrize("edit", [
+    lambda k, ds: setattr(ds, "GantryDetectorTilt", 15.0),
+    lambda k, ds: setattr(ds, "ImagePositionPatient",
+                          [float(ds.ImagePositionPatient[0]), 1.0 * k, float(ds.ImagePositionPatient[2])]),
+], ids=["tilt tag 15 deg", "sheared positions ~11 deg"])
+def test_gantry_tilted_head_ct_is_read_with_a_warning(ct_small: Path, tmp_path: Path, edit) -> None:  # type: ignore[no-untyped-def]
+    """Routine head CT is often tilted along the orbitomeatal line and the shift is read in the acquired plane:
+    midline accepts up to 30 deg with a warning (mediastinum still refuses any tilt)."""
+    from medzoo.errors import MedzooWarning
+    from medzoo.tasks.mediastinum.volume_io import read_dicom_series
+
+    folder = _series(ct_small, tmp_path / "s", [0.0, 5.0, 10.0], edit=edit)
+    with pytest.warns(MedzooWarning, match="gantry-tilted series"):
+        hu, _ = read_slice(folder, 1)
+    assert hu.shape == (128, 128)
+    with pytest.raises(InputError, match="gantry tilt|slice normal"):
+        read_dicom_series(folder)

@@ -92,7 +92,8 @@ def write_nifti(path: str | Path, volume: np.ndarray, spacing: tuple[float, floa
     return p
 
 
-def read_dicom_series(path: str | Path, *, require_z_spacing: bool = True) -> tuple[np.ndarray, tuple[float, float, float]]:
+def read_dicom_series(path: str | Path, *, require_z_spacing: bool = True,
+                      max_tilt_deg: float | None = None) -> tuple[np.ndarray, tuple[float, float, float]]:
     """Read one axial CT series (a folder of DICOM files, or a single file) as ``(volume, spacing)`` in HU.
 
     Applies RescaleSlope/RescaleIntercept, orders slices by ImagePositionPatient along the slice normal and
@@ -101,6 +102,9 @@ def read_dicom_series(path: str | Path, *, require_z_spacing: bool = True) -> tu
 
     Args:
         require_z_spacing: a single slice without SliceThickness is refused; with False its z spacing is NaN.
+        max_tilt_deg: accept a gantry-tilted series up to this angle (in the orientation, the GantryDetectorTilt tag
+            or sheared slice positions), with a warning: the slices are then read in their acquired, tilted plane.
+            None (default): refused beyond the axial tolerances.
 
     Raises:
         InputError: no DICOM file, a file that is not CT, files from more than one series, non-axial, tilted
@@ -144,8 +148,10 @@ def read_dicom_series(path: str | Path, *, require_z_spacing: bool = True) -> tu
         rows, cols = int(ref.Rows), int(ref.Columns)
     except AttributeError as e:
         raise InputError(f"DICOM header lacks geometry ({e})", dss[0][0]) from e
-    row_dir, col_dir, normal = check_axial_orientation(iop, p)
-    check_gantry_tilt(dss)
+    tilt_ok = max_tilt_deg is not None
+    row_dir, col_dir, normal = check_axial_orientation(
+        iop, p, tolerance_deg=max(AXIAL_TOLERANCE_DEG, max_tilt_deg) if tilt_ok else AXIAL_TOLERANCE_DEG)  # type: ignore[type-var]
+    check_gantry_tilt(dss, tolerance_deg=max_tilt_deg if tilt_ok else GANTRY_TILT_TOLERANCE_DEG)  # type: ignore[arg-type]
     psp = check_pixel_spacing(dss)
     pos, slices, ipps = [], [], []
     for f, ds in dss:
@@ -169,7 +175,26 @@ def read_dicom_series(path: str | Path, *, require_z_spacing: bool = True) -> tu
     order = np.argsort(pos)
     pos_s = np.asarray(pos)[order]
     vol = np.stack([slices[i] for i in order])
-    check_slices_follow_normal(np.asarray(ipps)[order], normal, p)
+    if not tilt_ok:
+        check_slices_follow_normal(np.asarray(ipps)[order], normal, p)
+    else:
+        tag = max(abs(float(getattr(ds, "GantryDetectorTilt", 0) or 0)) for _, ds in dss)
+        plane = float(np.degrees(np.arccos(min(1.0, abs(float(normal[2]))))))
+        steps = np.diff(np.asarray(ipps, dtype=np.float64)[order], axis=0)
+        lens = np.linalg.norm(steps, axis=1)
+        shear = float(np.degrees(np.arccos(np.clip(np.abs(steps @ normal)[lens > 0] / lens[lens > 0], 0, 1))).max()) \
+            if (lens > 0).any() else 0.0
+        tilt = max(tag, plane, shear)
+        if tilt > max_tilt_deg:  # type: ignore[operator]
+            raise InputError(f"gantry tilt of {tilt:.1f} deg (at most {max_tilt_deg:g} accepted); correct the tilt "
+                             "(resample) first", p)
+        if tilt > AXIAL_TOLERANCE_DEG:
+            import warnings
+
+            from medzoo.errors import MedzooWarning
+
+            warnings.warn(f"{p}: gantry-tilted series ({tilt:.1f} deg); read in its acquired, tilted plane",
+                          MedzooWarning, stacklevel=2)
     if len(pos_s) > 1:
         gaps = np.diff(pos_s)
         if gaps.min() < 1e-3:

@@ -3,7 +3,8 @@
 Display orientation: row 0 is anterior, column 0 is the patient's right (image left). NIfTI volumes are
 reoriented through their affine (``nibabel.as_closest_canonical``, RAS+), DICOM files and series
 through the mediastinum task's reader (:func:`medzoo.tasks.mediastinum.volume_io.read_dicom_series`): CT only,
-one series, axial, no gantry tilt, consistent size/orientation/pixel spacing, no duplicate or missing slices.
+one series, axial or gantry-tilted up to 30 deg (warned: routine head CT is often tilted, and the shift is
+measured in the acquired plane), consistent size/orientation/pixel spacing, no duplicate or missing slices.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import numpy as np
 
 from medzoo.errors import InputError
 from medzoo.tasks.mediastinum.volume_io import has_dicm_magic, read_dicom_series
+
+MAX_TILT_DEG = 30.0  # gantry tilt accepted for head CT (warned): the orbitomeatal tilt of routine head CT is ~10-25 deg
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
@@ -82,7 +85,8 @@ def read_slice(path: str | Path, slice_index: int | None = None, *,
             raise InputError(f"cannot read .npy ({type(e).__name__}: {e})", p) from e
         vol, sp = (arr[None] if arr.ndim == 2 else arr), None
     else:  # a DICOM file or series folder, with the mediastinum reader's checks; slices in ascending z
-        vol, (_, sr, sc) = read_dicom_series(p, require_z_spacing=False)
+        # head CT is often acquired with gantry tilt, and midline shift is read in the acquired plane
+        vol, (_, sr, sc) = read_dicom_series(p, require_z_spacing=False, max_tilt_deg=MAX_TILT_DEG)
         sp = (sr, sc)
     if vol.ndim != 3:
         raise InputError(f"expected a 2-D slice or a 3-D volume, got shape {vol.shape}", p)
