@@ -84,8 +84,6 @@ def validation_fn(task, net: torch.nn.Module, val_ds, every: int, total: int, hi
 
 
 def write_validation(history: list, args, n_train: int, val_ids: list[str]) -> None:  # type: ignore[no-untyped-def]
-    from common import _REPO
-
     last = history[-1]["metrics"]
     choice = min(last, key=lambda k: (last[k]["vcdr_abs_err"], k != "components@0.5"))
     best_dice = max(h["metrics"]["components@0.5"]["dice_mean"] for h in history)
@@ -102,7 +100,12 @@ def write_validation(history: list, args, n_train: int, val_ids: list[str]) -> N
                       "final_dice_mean": final_dice, "best_checkpoint_dice_mean": best_dice,
                       "keep_epochs": final_dice >= best_dice - 0.01},
            "history": history}
-    bench = _REPO / "docs" / "benchmarks"
+    if getattr(args, "publish_dir", None):
+        bench = Path(args.publish_dir)
+    else:
+        from common import _REPO
+
+        bench = _REPO / "docs" / "benchmarks"
     from medzoo.io import atomic_write_bytes, atomic_write_json
 
     atomic_write_json(bench / "fundus_disc_validation.json", out)
@@ -155,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = recipe_args(__doc__, name="fundus-disc", epochs=60, batch_size=4)
     ap.add_argument("--holdout", type=int, default=0,
                     help="hold out N training images as a validation split; report, write the validation file, ship nothing")
+    ap.add_argument("--publish-dir", type=Path, default=None,
+                    help="with --holdout: where fundus_disc_validation.{json,md} are written (default: docs/benchmarks/)")
     ap.add_argument("--val-every", type=int, default=5)
     ap.add_argument("--disc-shape", choices=DISC_SHAPES, default=DEFAULT_DISC_SHAPE,
                     help="outline post-processing written into the model card")

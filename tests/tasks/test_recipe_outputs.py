@@ -62,3 +62,17 @@ def test_cards_record_the_command_as_run(task_script) -> None:  # type: ignore[n
     assert cmd.startswith("python ") and cmd.endswith("--epochs 1 --sites synth-a --out '/tmp/x y'")
     src = (ROOT / "tasks/mediastinum/train.py").read_text()
     assert "recipe=command," in src and 'metrics_command=f"{command}' in src
+
+
+def test_disc_validation_is_published_into_publish_dir(tmp_path: Path, task_script) -> None:  # type: ignore[no-untyped-def]
+    """`train_disc.py --holdout` always wrote docs/benchmarks/fundus_disc_validation.*; --publish-dir sends it elsewhere."""
+    from types import SimpleNamespace
+
+    mod = task_script("tasks/fundus/train_disc.py")
+    m = {"dice_disc": 0.9, "dice_cup": 0.8, "vcdr_abs_err": 0.07, "dice_mean": 0.85}
+    history = [{"epoch": 5, "metrics": {"components@0.5": m, "hull@0.5": {**m, "vcdr_abs_err": 0.08}}}]
+    before = {p: p.stat().st_mtime_ns for p in (ROOT / "docs" / "benchmarks").glob("fundus_disc_validation*")}
+    args = SimpleNamespace(seed=0, epochs=5, publish_dir=tmp_path)
+    mod.write_validation(history, args, 40, ["a", "b"])
+    assert {p.name for p in tmp_path.iterdir()} == {"fundus_disc_validation.json", "fundus_disc_validation.md"}
+    assert {p: p.stat().st_mtime_ns for p in (ROOT / "docs" / "benchmarks").glob("fundus_disc_validation*")} == before
