@@ -152,6 +152,16 @@ def _cheap_sample_ids(ds: Any) -> list[str] | None:
     return None
 
 
+def _site_dataset(task: Task, data: str | Path, split: str, *, augment: bool = False) -> Dataset[Any]:
+    """The site's data set for the baton's task; a refusal also says which task the baton is for (a site handed
+    the baton of another task otherwise sees only a folder-layout complaint)."""
+    try:
+        return task.build_dataset(data, split, augment=augment)
+    except InputError as e:
+        raise InputError(f"{e} (this baton is for task {task.spec.name!r}: is {str(data)!r} a "
+                         f"{task.spec.name} site?)") from e
+
+
 def _build(b: Baton) -> tuple[Task, torch.nn.Module, Strategy]:
     from medzoo import get_task
 
@@ -289,7 +299,7 @@ def train(baton: str | Path, data: str | Path, site: str, out: str | Path, *, ep
             strategy.set_site_options(replay=replay)
         elif replay:
             raise BatonError(f"strategy {b.strategy!r} has no replay to switch on")
-    ds_full = task.build_dataset(data, split, augment=True)
+    ds_full = _site_dataset(task, data, split, augment=True)
     ds = subset(ds_full, max_samples, seed)
     if rank == 0:
         _prepare_work_dir(work, default=work_dir is None, create=True)
@@ -366,7 +376,7 @@ def evaluate(baton: str | Path, data: str | Path, site: str, *, out: str | Path 
             raise BatonError(f"{out}: --out is the key file; choose another --out")
         _refuse_existing(Path(out), overwrite)
     task, net, _ = _build(b)
-    ds = task.build_dataset(data, split)  # type: ignore[arg-type]
+    ds = _site_dataset(task, data, split)
     t0 = time.perf_counter()
     res = task.evaluate(net, ds, device=device)
     nb = b.with_state(b.model_state, b.strategy_state)

@@ -213,3 +213,14 @@ def test_hex_key_split_over_lines_survives_crlf(toy, tmp_path: Path) -> None:  #
     raw = tmp_path / "raw.key"
     raw.write_bytes(b"not hex at all, \n a passphrase\n")
     assert read_key(raw) == b"not hex at all, \n a passphrase"
+
+
+def test_data_of_another_task_names_the_batons_task(tmp_path: Path) -> None:
+    """A site handed the baton of another task once saw only a folder-layout complaint."""
+    b0 = api.start("mediastinum", tmp_path / "0.baton")
+    (tmp_path / "fundus_site" / "images").mkdir(parents=True)
+    with pytest.raises(InputError, match="this baton is for task 'mediastinum'.*a mediastinum site"):
+        api.train(b0, tmp_path / "fundus_site", "x", tmp_path / "1.baton", epochs=1, progress=False)
+    with pytest.raises(InputError, match="this baton is for task 'mediastinum'"):
+        api.evaluate(b0, tmp_path / "fundus_site", "x")
+    assert not (tmp_path / "1.baton").exists()
