@@ -19,8 +19,8 @@ import copy
 import json
 import os
 import time
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
