@@ -69,6 +69,12 @@ class StepOutput:
     target: Tensor | None = None
 
 
+def is_count_metric(name: str) -> bool:
+    """Whether a metrics entry is a count (``n``, ``n_<class>``, ``<x>_classes``), not a score: shown as a whole
+    number and left out of short summaries."""
+    return name == "n" or name.startswith("n_") or name.endswith("_classes")
+
+
 @dataclass(frozen=True)
 class EvalResult:
     """Metrics of one model on one dataset.

@@ -45,6 +45,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
+def output_stem(path: str | Path) -> str:
+    """The name every task writes the outputs of input ``path`` under: its file name without a final ``.gz``, then
+    without its last suffix (``case.v1.nii.gz`` -> ``case.v1``, ``x.png`` / ``x.dcm`` / folder ``x`` -> ``x``). The
+    CLI refuses two inputs with the same stem, so one never overwrites the other's outputs."""
+    return Path(Path(path).name.removesuffix(".gz")).stem
+
+
 def check_writable(path: str | Path, *, overwrite: bool = True, what: str = "output") -> Path:
     """Refuse, before any work, an output path that cannot become a file: an existing folder, a parent that is a
     file, an existing file when ``overwrite`` is False."""

@@ -7,6 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from medzoo.cli.argtypes import positive_float as _positive_float
+from medzoo.cli.argtypes import positive_int as _positive_int
+from medzoo.cli.argtypes import probability as _probability
+
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("list", help="list tasks and shipped weights")
@@ -47,33 +51,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--device", default="cpu")
         p.set_defaults(func=cmd_train if name == "train" else cmd_finetune)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
-    return v
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not v > 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return v
-
-
-def _probability(text: str) -> float:
-    v = _positive_float(text)
-    if not v < 1:
-        raise argparse.ArgumentTypeError(f"must be strictly between 0 and 1, got {text}")
-    return v
 
 
 def _add_input_options(p: argparse.ArgumentParser) -> None:
@@ -130,22 +107,17 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _output_stem(p: Path) -> str:
-    """The name a task gives the outputs of input ``p`` (``x.png``, ``x.nii.gz`` and a DICOM folder ``x`` -> ``x``)."""
-    name = p.name.removesuffix(".gz")
-    return Path(name).stem
-
-
 def check_predict_outputs(inputs: list[Path], out: Path) -> None:
     """Before any work: ``--out`` must be a folder (or not exist yet), and no two inputs may share the name their
     outputs are named after (the second would silently replace the first's)."""
     from medzoo.errors import InputError
+    from medzoo.io import output_stem
 
     if out.exists() and not out.is_dir():
         raise InputError("--out must be a folder (predict writes one or more files per input); this is a file", out)
     seen: dict[str, Path] = {}
     for p in inputs:
-        stem = _output_stem(p)
+        stem = output_stem(p)
         if stem in seen and seen[stem].resolve() != p.resolve():
             raise InputError(f"{seen[stem]} and {p} would write outputs of the same name ({stem}_* in {out}); rename "
                              "one or predict them into separate --out folders")
@@ -190,9 +162,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     res = task.evaluate(model.net, ds, device=args.device)
     tag = " (SYNTHETIC data)" if task.spec.synthetic else ""
     print(f"{task.spec.name} on {args.data} [{args.split}], n={len(res.ids) or len(ds)}{tag}")  # type: ignore[arg-type]
-    for k, v in res.metrics.items():  # counts (n, n_<class>, auroc_classes) as whole numbers, metrics to 4 places
-        is_count = k == "n" or k.startswith("n_") or k == "auroc_classes"
-        print(f"  {k:<24} {int(v)}" if is_count and float(v).is_integer() else f"  {k:<24} {v:.4f}")
+    from medzoo.core import is_count_metric
+
+    for k, v in res.metrics.items():  # counts as whole numbers, scores to 4 places
+        print(f"  {k:<24} {int(v)}" if is_count_metric(k) and float(v).is_integer() else f"  {k:<24} {v:.4f}")
     if args.json:
         atomic_write_json(args.json, {"task": task.spec.name, "model": args.model, "data": str(args.data),
                                       "split": args.split, "synthetic": task.spec.synthetic, **res.to_json()})

@@ -10,6 +10,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from medzoo.cli.argtypes import non_negative_int as _non_negative
+from medzoo.cli.argtypes import positive_float as _positive_float
+from medzoo.cli.argtypes import positive_int as _positive
 from medzoo.errors import InputError
 
 
@@ -27,36 +30,6 @@ def _csv(s: str | None) -> list[str]:
     return [x.strip() for x in (s or "").split(",") if x.strip()]
 
 
-def _int_at_least(least: int):  # type: ignore[no-untyped-def]
-    """An argparse type: a whole number >= ``least`` (argparse turns the ValueError into a usage error)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < least:
-            raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
-        return value
-
-    parse.__name__ = f"whole number >= {least}"
-    return parse
-
-
-_positive = _int_at_least(1)
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < v < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return v
-
-
-_non_negative = _int_at_least(0)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -199,13 +172,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _is_count(name: str) -> bool:
-    """Count-like metric entries (sample counts, number of classes), left out of the short display."""
-    return name == "n" or name.startswith("n_") or name.endswith("_classes")
-
-
 def _fmt_metrics(m: dict[str, Any], primary: str | None = None, limit: int = 3) -> str:
     """Each site's metrics, short: the task's primary metric first, then others, no counts, at most ``limit``."""
+    from medzoo.core import is_count_metric as _is_count
+
     parts = []
     for site, vals in (m or {}).items():
         if isinstance(vals, dict):

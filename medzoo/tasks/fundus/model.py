@@ -59,8 +59,8 @@ def build_unet(*, in_chans: int, classes: int, encoder: str = DEFAULT_ENCODER,
 #: smallest side (px) either network accepts.
 MIN_SIDE = 32
 #: smallest longer side (px) of a disc photograph. The disc network sees the image with its longer side at
-#: DISC_SIDE (384 px), so smaller images are enlarged; on 20 Drishti-GS1 test images (disc-centred, ~513 x 440)
-#: reduced to a longer side of 384 / 128 / 64 / 48 px the mean Dice fell 0.932 / 0.925 / 0.894 / 0.863.
+#: DISC_SIDE (384 px), so smaller images are enlarged; below 64 px the disc is only a few pixels across (a floor
+#: chosen by judgement, not by a benchmark).
 DISC_MIN_LONG_SIDE = 64
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from medzoo.io import atomic_path, atomic_write_json, read_rgb
+from medzoo.io import atomic_path, atomic_write_json, output_stem, read_rgb
 from medzoo.tasks.fundus import transforms as T
 
 if TYPE_CHECKING:
@@ -184,11 +184,11 @@ def predict_files(model: TaskModel, paths: Sequence[Path], out_dir: Path, **opti
         rgb = check_rgb(read_rgb(p), p, kind="disc" if is_disc else "vessels")
         lab = model.predict(rgb, threshold=thr, path=p)  # type: ignore[attr-defined]
         mask = (lab * 127.5).round().astype(np.uint8) if is_disc else (lab * 255).astype(np.uint8)
-        written.append(_write_png(out_dir / f"{p.stem}_mask.png", mask))
-        written.append(_write_png(out_dir / f"{p.stem}_overlay.png", overlay(rgb, lab)))
+        written.append(_write_png(out_dir / f"{output_stem(p)}_mask.png", mask))
+        written.append(_write_png(out_dir / f"{output_stem(p)}_overlay.png", overlay(rgb, lab)))
         if is_disc:
             v = vcdr(lab)
-            written.append(atomic_write_json(out_dir / f"{p.stem}_vcdr.json", json.loads(json.dumps(
+            written.append(atomic_write_json(out_dir / f"{output_stem(p)}_vcdr.json", json.loads(json.dumps(
                 {"image": str(p), "vcdr": None if np.isnan(v) else round(v, 4), "disc_found": bool((lab >= 1).any()),
                  "definition": "cup height / disc height in pixel rows"}))))
     return written

@@ -184,7 +184,7 @@ class MediastinumTask:
         Options: ``bbox`` (z0, y0, x0, z1, y1, x1) or ``mask`` (path to a mask volume), and ``spacing``
         (z, y, x mm; overrides the header). Returns the JSON paths.
         """
-        from medzoo.io import atomic_write_json
+        from medzoo.io import atomic_write_json, output_stem
 
         unknown = sorted(k for k, v in options.items() if v is not None and k not in ("bbox", "mask", "spacing"))
         if unknown:
@@ -194,7 +194,7 @@ class MediastinumTask:
         for path in map(Path, paths):
             pred = clf.predict_path(path, bbox=options.get("bbox"), mask=options.get("mask"),
                                     spacing_mm=options.get("spacing"))
-            name = path.name[: -len(".nii.gz")] if path.name.endswith(".nii.gz") else path.stem
+            name = output_stem(path)
             written.append(atomic_write_json(Path(out_dir) / f"{name}.json", {"input": str(path), **pred.to_json()}))
         return written
 

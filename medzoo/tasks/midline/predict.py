@@ -165,17 +165,10 @@ def overlay_png(hu: np.ndarray, res: MidlineResult) -> bytes:
     return bytes(buf) if ok else b""
 
 
-def output_stem(path: Path) -> str:
-    """The name outputs of ``path`` are written under: the CLI's rule (``medzoo.cli.models._output_stem``): strip a
-    final ``.gz``, then ``Path.stem`` (``case.v1.nii.gz`` -> ``case.v1``, ``x.dcm`` -> ``x``, folder ``x`` -> ``x``),
-    so inputs the CLI lets through never write outputs of the same name."""
-    return Path(Path(path).name.removesuffix(".gz")).stem
-
-
 def predict_files(model: MidlineModel, paths: Sequence[Path], out_dir: Path, **options: Any) -> list[Path]:
     """For each input write ``<stem>.midline.json`` and ``<stem>.midline.png`` into ``out_dir`` (atomic)."""
     from medzoo.errors import InputError
-    from medzoo.io import atomic_write_bytes, atomic_write_json
+    from medzoo.io import atomic_write_bytes, atomic_write_json, output_stem
     from medzoo.tasks.midline.reader import read_slice
 
     spacing = options.get("spacing")
