@@ -45,6 +45,16 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
+def command_line(argv: Sequence[str] | None = None) -> str:
+    """This process's command as run (``python <script> <args>``, shell-quoted; ``argv`` replaces the arguments):
+    what a recipe or benchmark records as the command behind a model card or result file."""
+    import shlex
+    import sys
+
+    args = sys.argv[1:] if argv is None else list(argv)
+    return "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0]), *args])
+
+
 def output_stem(path: str | Path) -> str:
     """The name every task writes the outputs of input ``path`` under: its file name without a final ``.gz``, then
     without its last suffix (``case.v1.nii.gz`` -> ``case.v1``, ``x.png`` / ``x.dcm`` / folder ``x`` -> ``x``). The

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shlex
 import shutil
 import sys
 import time
@@ -20,7 +19,7 @@ if (_REPO / "medzoo").is_dir() and str(_REPO) not in sys.path:  # run from a sou
 import torch  # noqa: E402
 
 from medzoo.core import Task, save_model  # noqa: E402
-from medzoo.io import sha256_file  # noqa: E402
+from medzoo.io import command_line, sha256_file  # noqa: E402,F401  (command_line: for the recipes)
 from medzoo.relay.trainer import TrainConfig, train_site  # noqa: E402
 from medzoo.weights import WeightsMeta, write_card  # noqa: E402
 
@@ -30,11 +29,6 @@ DATA_TERMS = {
     "hrf": "HRF: free for research (CC BY 4.0 on later mirrors); cite Budai et al., IJBI 2013.",
     "drishti": "Drishti-GS1: research use (registration at IIIT-H CVIT); cite Sivaswamy et al., ISBI 2014 and JSM BIDP 2015.",
 }
-
-
-def command_line() -> str:
-    """The command as run (sys.argv), recorded in the model card's ``recipe`` and ``metrics_command``."""
-    return "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0])] + sys.argv[1:])
 
 
 def refuse_existing(out_dir: Path, name: str, overwrite: bool) -> None:

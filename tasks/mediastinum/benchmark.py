@@ -20,9 +20,6 @@ import argparse
 import copy
 import datetime as dt
 import json
-import os
-import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +27,8 @@ from typing import Any
 import common  # noqa: F401  (sets sys.path for a source checkout)
 import numpy as np
 from common import BATCH_SIZE, EPOCHS, LR, ROOT, SEED, THREADS, TRAIN_SITES, UNSEEN_SITE, machine
+
+from medzoo.io import command_line
 
 KEEP = ("auroc_macro", "balanced_accuracy", "accuracy")
 
@@ -66,11 +65,6 @@ def relay_label(relay_model: Path | None, shipped_card: Path = ROOT / "weights" 
     if shipped_sha and relay_model.is_file() and sha256_file(relay_model) == shipped_sha:
         return SHIPPED_LABEL
     return f"relay ({relay_model.name})"
-
-
-def command_line() -> str:
-    """This process's command line, as run."""
-    return "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0]), *sys.argv[1:]])
 
 
 def main() -> int:

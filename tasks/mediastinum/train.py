@@ -12,10 +12,7 @@ and measured on held-out test splits, including the unseen-acquisition site synt
 from __future__ import annotations
 
 import argparse
-import os
-import shlex
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,14 +20,10 @@ from pathlib import Path
 import common  # noqa: F401  (sets sys.path for a source checkout)
 from common import BATCH_SIZE, EPOCHS, LR, RELAY_OPTS, ROOT, SEED, STRATEGY, THREADS, TRAIN_SITES, UNSEEN_SITE, machine
 
+from medzoo.io import command_line
+
 
 OUT_FILES = ("mediastinum.safetensors", "mediastinum.json")
-
-
-def command_line(argv: list[str] | None = None) -> str:
-    """The command as run (recorded in the model card's ``recipe`` and ``metrics_command``)."""
-    args = sys.argv[1:] if argv is None else argv
-    return "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0]), *args])
 
 
 def existing_outputs(out: Path) -> list[Path]:
