@@ -15,11 +15,8 @@ Every function verifies the baton first (content hash, ledger chain, optional HM
 
 from __future__ import annotations
 
-import copy
-import json
 import os
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +26,12 @@ from torch.utils.data import Dataset, Subset
 from medzoo.core import EvalResult, Task, TaskModel, load_state_dict_strict
 from medzoo.errors import BatonError, InputError
 from medzoo.relay.baton import Baton, now
+from medzoo.relay.finetune import finetune, finetuned_meta  # noqa: F401  (api.finetune: one new site, no baton)
 from medzoo.relay.strategies import Strategy, make_strategy
-from medzoo.relay.trainer import CHECKPOINT_NAME, TrainConfig, _dist, train_site
+from medzoo.relay.trainer import TrainConfig, _dist, train_site
+from medzoo.relay.workdir import WORK_MARKER  # noqa: F401  (where a lap checkpoints)
+from medzoo.relay.workdir import clean_work_dir as _clean_work_dir
+from medzoo.relay.workdir import prepare_work_dir as _prepare_work_dir
 
 
 def _refuse_existing(out: Path, overwrite: bool) -> None:
@@ -54,69 +55,6 @@ def _refuse_signed_without_key(b: Baton, key_file: str | Path | None, step: str)
         raise BatonError(f"{b.path}: the baton is signed; give --key-file (key_file=) with the consortium key to "
                          f"verify it and sign the next one ({step} refused: it would write an unsigned baton that the "
                          "next site's `verify --key-file` rejects)")
-
-
-# -- the checkpoint folder: medzoo only ever deletes what it wrote there --------------------------------------
-WORK_MARKER = ".medzoo-relay-work"  # written into a checkpoint folder when medzoo takes it; says the folder is medzoo's
-
-
-def _is_checkpoint_file(name: str) -> bool:
-    """A file the trainer writes into the checkpoint folder (the checkpoint, or a temporary one being written)."""
-    return name == CHECKPOINT_NAME or (name.startswith(f".{CHECKPOINT_NAME}.") and name.endswith(".part"))
-
-
-def _prepare_work_dir(work: Path, *, default: bool, create: bool) -> None:
-    """Check that ``work`` can serve as medzoo's checkpoint folder, before any training; create and mark it.
-
-    Accepted: a folder that does not exist yet (created, with the marker), an empty folder (marked), or a folder
-    holding only medzoo's files (the marker, checkpoint files); a default ``.<out>.work`` folder of an earlier
-    medzoo without the marker counts as medzoo's when it holds only checkpoint files.
-
-    Raises:
-        BatonError: ``work`` is a file, or holds anything else (nothing is deleted, nothing is trained).
-    """
-    if work.exists() and not work.is_dir():
-        raise BatonError(f"{work}: --work-dir (work_dir=) is a file, not a folder; give a folder for the checkpoints")
-    if work.is_dir():
-        names = sorted(p.name for p in work.iterdir())
-        foreign = [n for n in names if n != WORK_MARKER and not _is_checkpoint_file(n)]
-        if foreign:
-            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-            raise BatonError(f"{work}: --work-dir (work_dir=) holds files medzoo did not write ({shown}); medzoo "
-                             "deletes its checkpoint folder after training, so it needs one of its own: give a new or "
-                             "empty folder (the default is .<out>.work beside --out)")
-        if names and WORK_MARKER not in names and not default:
-            raise BatonError(f"{work}: --work-dir (work_dir=) holds {', '.join(names)} but no {WORK_MARKER} marker, "
-                             "so it is not a checkpoint folder medzoo made; give a new or empty folder")
-    if create:
-        created = default or not work.exists()  # the default .<out>.work folder is always medzoo's
-        work.mkdir(parents=True, exist_ok=True)
-        marker = work / WORK_MARKER
-        if not marker.exists():  # the marker says whether medzoo made the folder (then it may remove it, if empty)
-            marker.write_text(json.dumps({"what": "checkpoint folder of `medzoo relay train`; medzoo removes its own "
-                                                  "files here after training", "created_folder": created}) + "\n")
-
-
-def _clean_work_dir(work: Path, *, keep_marker: bool = False) -> None:
-    """Remove medzoo's own files from ``work`` (checkpoints; the marker unless ``keep_marker``), then the folder
-    itself if medzoo created it and it is empty. Nothing else is ever deleted."""
-    if not work.is_dir():
-        return
-    try:  # a folder medzoo did not create (an empty one the user gave) stays; a legacy default folder goes
-        created = bool(json.loads((work / WORK_MARKER).read_text()).get("created_folder", True))
-    except (OSError, ValueError, AttributeError):
-        created = True
-    for p in work.iterdir():
-        if _is_checkpoint_file(p.name) or (p.name == WORK_MARKER and not keep_marker):
-            try:
-                p.unlink()
-            except OSError:
-                pass
-    if not keep_marker and created:
-        try:
-            work.rmdir()  # fails, harmlessly, when anything else is there
-        except OSError:
-            pass
 
 
 def _check_train_args(epochs: int, batch_size: int, max_samples: int | None, num_workers: int) -> None:
@@ -426,89 +364,3 @@ def export(baton: str | Path, out: str | Path, *, key_file: str | Path | None = 
     b = Baton.read(baton, key_file=key_file)
     _refuse_existing(out, overwrite)
     return _model(b).save(out, half=half)
-
-
-def finetune(task_model: TaskModel, data: str | Path, site: str | None = None, strategy: str = "lwf", *,
-             epochs: int = 10, batch_size: int = 8, lr: float = 1e-3, seed: int = 0, device: str = "cpu",
-             n_prev: int | None = None, progress: bool = True, **strategy_opts: Any) -> TaskModel:
-    """Fine-tune a pretrained model at one new site without forgetting what it knew: one call.
-
-    The earlier data are not available, so ``ewc``/``mas`` estimate importances at the arriving weights on the
-    new data, and ``relay`` uses merge + distillation without replay (no generator travelled with the model).
-
-    Args:
-        task_model: e.g. ``medzoo.weights.load_pretrained(task, "fundus-vessels")``; not modified.
-        data: built-in site name or a folder in the task's layout.
-        site: name recorded in the model's metadata (default: the folder name).
-        strategy: ``"lwf"`` (default), ``"ewc"``, ``"mas"``, ``"relay"`` or ``"naive"``.
-        n_prev: training samples behind the pretrained model (for the relay merge and ``alpha_scale="samples"``),
-            in the task dataset's units (patches per epoch for fundus vessels); default from its metadata
-            (``n_train``, the card's ``extra.n_train``, or ``extra.relay.n_samples``), else the new site's size,
-            recorded as assumed in the ``finetuned`` entry.
-
-    Returns:
-        A new :class:`~medzoo.core.TaskModel` whose metadata describe the new model, not the pretrained one: name
-        ``<base>+<site>``, the sites extended by this one, no metrics (it has not been evaluated: measure it on
-        held-out data), the pretrained model's identity under ``finetuned_from``, the inference settings
-        (``extra``) kept.
-
-    Example:
-        >>> tm = finetune(load_pretrained(task, "midline"), "synth-c", epochs=2)  # doctest: +SKIP
-    """
-    task = task_model.task
-    net = copy.deepcopy(task_model.net)
-    if strategy == "relay":
-        strategy_opts.setdefault("replay", False)
-    strat = make_strategy(strategy, **strategy_opts)
-    ds = task.build_dataset(data, "train", augment=True)
-    n_new = len(ds)  # type: ignore[arg-type]
-    n_prev_assumed = False
-    if n_prev is None:
-        n_prev = _n_train(task_model.meta)
-        if n_prev is None:
-            n_prev, n_prev_assumed = n_new, True
-    name = site or Path(str(data)).name
-    stats = train_site(task, net, ds, TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed), hooks=[strat],
-                       site_name=name, site_index=1, n_seen=n_prev, device=device, progress=progress)
-    step = {"site": name, "strategy": strategy, "strategy_settings": strat.settings_json(), "n_samples": n_new,
-            "n_prev": n_prev, **({"n_prev_assumed": True} if n_prev_assumed else {}), "epochs": epochs,
-            "loss": stats["loss"], "when": now()}
-    return task.wrap(net.eval(), finetuned_meta(task_model.meta, step, n_train=n_prev + n_new))
-
-
-def _n_train(meta: Mapping[str, Any]) -> int | None:
-    """Training samples behind a model, from its metadata, or None when it does not say."""
-    extra = meta.get("extra") if isinstance(meta.get("extra"), dict) else {}
-    relay = extra.get("relay") if isinstance(extra.get("relay"), dict) else {}
-    for v in (meta.get("n_train"), extra.get("n_train"), relay.get("n_samples")):
-        if isinstance(v, (int, float)) and v > 0:
-            return int(v)
-    return None
-
-
-# card fields that describe the network and its use, true of a fine-tuned copy too (``extra`` holds inference
-# settings such as a threshold); the others (file, checksum, metrics, recipe, cost) belong to the pretrained file
-_KEPT_FIELDS = ("task", "architecture", "num_params", "input", "preprocessing", "classes", "intended_use", "license",
-                "data_terms", "synthetic", "extra")
-
-
-def finetuned_meta(base: Mapping[str, Any], step: Mapping[str, Any], *, n_train: int) -> dict[str, Any]:
-    """Metadata of a model fine-tuned from one with metadata ``base`` by ``step`` (a ``finetuned`` entry)."""
-    base_name = str(base.get("name") or "model")
-    site, strategy = step["site"], step["strategy"]
-    meta = {k: base[k] for k in _KEPT_FIELDS if k in base}
-    meta.update({
-        "name": f"{base_name}+{site}",
-        "sites": [*base.get("sites", []), site],
-        "training_data": f"{base.get('training_data', base_name)}; then fine-tuned at site {site} "
-                         f"({step['n_samples']} samples, strategy {strategy})",
-        "metrics": {},
-        "summary": (("SYNTHETIC " if base.get("synthetic") else "") + f"{base_name} fine-tuned at site {site} with "
-                    f"{strategy} ({step['epochs']} epochs). Not evaluated by medzoo: measure it on held-out data "
-                    "(`medzoo evaluate`) before use."),
-        "finetuned_from": {k: base[k] for k in ("name", "file", "sha256", "metrics", "summary", "finetuned_from")
-                           if k in base},
-        "finetuned": [*base.get("finetuned", []), dict(step)],
-        "n_train": n_train,
-    })
-    return meta

@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,65 +26,19 @@ from medzoo.norm import apply_norm_eval, norm_eval_of
 from medzoo.relay import api, metrics
 from medzoo.relay import baselines as bl
 from medzoo.relay.baton import Baton
+from medzoo.relay.budget import BUDGETS, Budget, BudgetName
 from medzoo.relay.strategies import list_strategies, make_strategy
 from medzoo.relay.takeover import (
-    find_run, finished_lap, load_priors, prior_baseline, same_identity, start_matches,
+    find_run,
+    finished_lap,
+    load_priors,
+    prior_baseline,
+    same_identity,
+    start_matches,
 )
 from medzoo.relay.trainer import TrainConfig, state_fingerprint
 
-BudgetName = Literal["tiny", "small", "full"]
 BASELINES = ("single", "ensemble", "pooled", "cyclic", "fedavg")
-
-
-@dataclass(frozen=True)
-class Budget:
-    """How much training a simulation spends. ``None`` means "all samples".
-
-    Attributes:
-        epochs: epochs per site (relay, single-site, pooled); cyclic/FedAvg split them over cycles/rounds.
-        max_train / max_test: cap on samples per site (fixed random subsets, the same for every method).
-        cycles: cyclic-weight-transfer cycles. rounds: FedAvg rounds. gen_epochs: replay-generator epochs per site.
-        n_boot: bootstrap resamples.
-        lap_epochs: epochs at each position of a relay's site order (lap 1 trains the initial weights, later laps
-            fine-tune the arriving model), e.g. ``(10, 4, 4)``; ``None``: ``epochs`` at every lap. Baselines keep
-            ``epochs``: with ``sum(lap_epochs) == epochs * n_sites`` a relay takes as many optimiser steps as
-            pooled training.
-    """
-
-    epochs: int
-    max_train: int | None
-    max_test: int | None
-    cycles: int
-    rounds: int
-    gen_epochs: int
-    n_boot: int
-    batch_size: int = 4
-    lr: float = 1e-3
-    lap_epochs: tuple[int, ...] | None = None
-
-    def __post_init__(self) -> None:
-        if self.lap_epochs is not None:  # a list from JSON or the command line: keep the dataclass hashable
-            object.__setattr__(self, "lap_epochs", tuple(int(e) for e in self.lap_epochs))
-            if not self.lap_epochs or min(self.lap_epochs) < 1:
-                raise InputError(f"lap_epochs must be positive epoch counts, one per site; got {list(self.lap_epochs)}")
-
-    def epochs_at(self, lap: int) -> int:
-        """Epochs of the relay's lap at 0-based position ``lap`` of the site order."""
-        return self.epochs if self.lap_epochs is None else self.lap_epochs[lap]
-
-    def as_json(self) -> dict[str, Any]:
-        """The fields as JSON values (``lap_epochs`` a list), as results files store them."""
-        d = asdict(self)
-        if d["lap_epochs"] is not None:
-            d["lap_epochs"] = list(d["lap_epochs"])
-        return d
-
-
-BUDGETS: dict[str, Budget] = {
-    "tiny": Budget(epochs=2, max_train=8, max_test=8, cycles=2, rounds=2, gen_epochs=5, n_boot=200),
-    "small": Budget(epochs=6, max_train=32, max_test=None, cycles=2, rounds=3, gen_epochs=15, n_boot=1000),
-    "full": Budget(epochs=20, max_train=None, max_test=None, cycles=3, rounds=5, gen_epochs=40, n_boot=2000),
-}
 
 
 class CachedDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
