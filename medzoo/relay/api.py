@@ -265,7 +265,8 @@ def train(baton: str | Path, data: str | Path, site: str, out: str | Path, *, ep
                "strategy_settings": b.strategy_settings, "site_options": {"replay": replay},
                "train_config": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "device": device,
                                 "split": split, "max_samples": max_samples, "amp": bool(amp and torch.device(device).type == "cuda"),
-                                "lr_scale": stats.get("lr_scale", 1.0), "resumed_from_epoch": int(stats["resumed_from_epoch"]),
+                                "lr_scale": stats.get("lr_scale", 1.0), "warmup_steps": int(stats.get("warmup_steps", 0)),
+                                "resumed_from_epoch": int(stats["resumed_from_epoch"]),
                                 "processes": _dist()[2]},  # under torchrun, batch_size is per process
                "train_stats": {"loss": stats["loss"], "steps": int(stats["steps"]), "wall_s": round(stats["wall_s"], 2)},
                "note": strategy.ledger_note(), "started": started, "finished": now(),

@@ -168,8 +168,10 @@ def train_site(
             dataset's length is always part of it.
 
     Returns:
-        ``{"loss", "steps", "wall_s", "cpu_s", "resumed_from_epoch", "completed", "lr_scale"}`` (``lr_scale``: the
-        product of the hooks' ``lr_scale(ctx)`` factors applied to ``config.lr`` at this site).
+        ``{"loss", "steps", "wall_s", "cpu_s", "resumed_from_epoch", "completed", "lr_scale", "warmup_steps"}``
+        (``lr_scale``: the product of the hooks' ``lr_scale(ctx)`` factors applied to ``config.lr`` at this site;
+        ``warmup_steps``: the linear warm-up, the larger of ``config.warmup_steps`` and the hooks'
+        ``warmup_fraction(ctx)`` times the site's steps).
 
     Example:
         >>> from medzoo import get_task                          # doctest: +SKIP
@@ -211,12 +213,14 @@ def train_site(
     params = [p for p in model.parameters() if p.requires_grad]
     lr_scale = math.prod(float(f) for f in _call(hooks, "lr_scale", ctx))
     opt = torch.optim.AdamW(params, lr=config.lr * lr_scale, weight_decay=config.weight_decay)
+    _call(hooks, "setup_optimizer", ctx, opt)
     total = max(1, config.epochs * len(loader))
+    warmup = max([config.warmup_steps, *(round(float(f) * total) for f in _call(hooks, "warmup_fraction", ctx))])
 
     def lr_at(step: int) -> float:
-        if step < config.warmup_steps:
-            return (step + 1) / config.warmup_steps
-        t = (step - config.warmup_steps) / max(1, total - config.warmup_steps)
+        if step < warmup:
+            return (step + 1) / warmup
+        t = (step - warmup) / max(1, total - warmup)
         return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
@@ -301,5 +305,6 @@ def train_site(
         _call(hooks, "after_site", ctx)
     model.eval()
     return {"loss": last, "steps": float(step), "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
-            "resumed_from_epoch": float(resumed_from), "completed": float(completed), "lr_scale": lr_scale}
+            "resumed_from_epoch": float(resumed_from), "completed": float(completed), "lr_scale": lr_scale,
+            "warmup_steps": float(warmup)}
 

@@ -36,6 +36,21 @@ def test_factory_lists_and_validates() -> None:
     assert strategy_defaults("relay")["merge"] == "second-half"
 
 
+@pytest.mark.parametrize(("name", "opts", "message"), [
+    ("lwf", {"alpha": "-1"}, "alpha=-1.0 must be >= 0"),
+    ("lwf", {"site_lr_decay": "0"}, "must be > 0"),
+    ("lwf", {"alpha": "nan"}, "must be a finite number"),
+    ("ewc", {"max_batches": 0}, "must be >= 1"),
+    ("ewc", {"gamma": "1.5"}, "must be >= 0 and <= 1"),
+    ("relay", {"gen_epochs": "3.5"}, "must be an integer"),
+    ("mas", {"lam": True}, "must be a number"),
+])
+def test_numeric_settings_out_of_range_are_refused(name, opts, message) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(StrategyError, match=message):
+        make_strategy(name, **opts)
+    make_strategy(name, **{k: 1 for k in opts if k != "gen_epochs"})  # in range: accepted
+
+
 def test_quadratic_penalty_value_and_gradient() -> None:
     net = nn.Linear(3, 1)
     anchor = {n: p.detach().clone() for n, p in net.named_parameters()}
@@ -317,3 +332,42 @@ def test_lwf_alpha_scale_samples_weighs_sites_by_their_samples(toy) -> None:  # 
     assert first.reg is not None and first.reg.teacher is None and first.ledger_note() == {}
     with pytest.raises(StrategyError, match="alpha_scale"):
         make_strategy("lwf", alpha_scale="per-site")
+
+
+def test_site_warmup_ramps_the_learning_rate_at_later_sites_only(toy) -> None:  # type: ignore[no-untyped-def]
+    cfg = TrainConfig(epochs=4, batch_size=8, lr=0.01, seed=0)
+    lrs: dict[int, list[float]] = {0: [], 1: []}
+    for site_index, n_seen in ((0, 0), (1, 24)):
+        s = make_strategy("lwf", site_warmup=0.5)
+        train_site(toy, toy.build_model(), toy.build_dataset("a", "train"), cfg, hooks=[s], site_index=site_index,
+                   n_seen=n_seen, progress=False, on_epoch_end=lambda e, st, i=site_index: lrs[i].append(st["lr"]))
+    assert lrs[0][0] > 0.8 * cfg.lr and lrs[0] == sorted(lrs[0], reverse=True)  # first site: cosine from the top
+    # later site: 12 steps, a linear ramp over the first 6 (the lr reported is the next step's: 4/6), then the cosine
+    assert lrs[1][0] == pytest.approx(4 / 6 * cfg.lr) and lrs[1][1] == pytest.approx(cfg.lr)
+
+
+@pytest.mark.parametrize("name", ["lwf", "ewc", "relay"])
+def test_carry_optimizer_starts_the_next_site_from_the_carried_second_moments(toy, name) -> None:  # type: ignore[no-untyped-def]
+    cfg = TrainConfig(epochs=1, batch_size=8, seed=0)
+    opts = {"gen_epochs": 1, "gen_size": 16} if name == "relay" else {}
+    net = toy.build_model()
+    first = make_strategy(name, carry_optimizer=True, **opts)
+    train_site(toy, net, toy.build_dataset("a", "train"), cfg, hooks=[first], progress=False)
+    state = first.state_dict()
+    v = {k[len("optim.exp_avg_sq."):]: t for k, t in state.items() if k.startswith("optim.exp_avg_sq.")}
+    assert set(v) == {n for n, p in net.named_parameters() if p.requires_grad} and float(state["optim.step"]) == 3
+    assert all(torch.isfinite(t).all() and (t >= 0).all() for t in v.values()) and any(t.sum() > 0 for t in v.values())
+    assert not any(k.startswith("optim.") for k in make_strategy(name, **opts).state_dict())  # off by default
+
+    second = make_strategy(name, carry_optimizer=True, **opts)
+    second.load_state_dict(state)  # what the next site reads from the baton
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    second.setup_optimizer(_ctx(toy, net), opt)
+    for n, p in net.named_parameters():
+        assert torch.equal(opt.state[p]["exp_avg_sq"], v[n]) and not opt.state[p]["exp_avg"].any()
+    assert state.keys() - second.state_dict().keys() == set()  # carried on unchanged until the site trains
+    off = make_strategy(name, **opts)
+    off.load_state_dict({k: t for k, t in state.items() if not k.startswith("optim.")})
+    opt2 = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    off.setup_optimizer(_ctx(toy, net), opt2)
+    assert not opt2.state

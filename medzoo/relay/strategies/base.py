@@ -26,11 +26,35 @@ class StrategyError(MedzooError, ValueError):
     """An unknown strategy or option, or an option value outside its allowed choices."""
 
 
+#: allowed ranges of the numeric settings, by name (a name means the same in every strategy):
+#: ``(low, low_inclusive, high, high_inclusive)``, ``None`` = unbounded. Every number must also be finite.
+SETTING_RANGES: dict[str, tuple[float | None, bool, float | None, bool]] = {
+    "alpha": (0, True, None, False), "distill_alpha": (0, True, None, False), "replay_weight": (0, True, None, False),
+    "lam": (0, True, None, False), "gamma": (0, True, 1, True), "site_lr_decay": (0, False, None, False),
+    "site_warmup": (0, True, 1, False), "max_batches": (1, True, None, False), "batch_size": (1, True, None, False),
+    "replay_batch": (1, True, None, False), "gen_size": (16, True, None, False), "gen_latent": (1, True, None, False),
+    "gen_epochs": (1, True, None, False), "gen_max_samples": (1, True, None, False), "max_sites": (1, True, None, False),
+    "fisher_batches": (1, True, None, False),
+}
+
+
+def _check_range(name: str, value: float) -> None:
+    if not math.isfinite(value):
+        raise StrategyError(f"option {name}={value!r} must be a finite number")
+    lo, lo_in, hi, hi_in = SETTING_RANGES.get(name, (None, True, None, True))
+    if (lo is not None and (value < lo or (value == lo and not lo_in))) or \
+            (hi is not None and (value > hi or (value == hi and not hi_in))):
+        lo_s = "" if lo is None else f"{'>=' if lo_in else '>'} {lo}"
+        hi_s = "" if hi is None else f"{'<=' if hi_in else '<'} {hi}"
+        raise StrategyError(f"option {name}={value!r} must be {' and '.join(x for x in (lo_s, hi_s) if x)}")
+
+
 def parse_settings(cls: type[S], opts: Mapping[str, Any]) -> S:
     """Build settings dataclass ``cls`` from ``opts``, converting strings (from the CLI) and checking Literals.
 
     Raises:
-        ValueError: unknown option, or a value outside a ``Literal``'s choices, or not convertible.
+        ValueError: unknown option, a value outside a ``Literal``'s choices or outside the option's range
+            (:data:`SETTING_RANGES`; numbers must be finite), or not convertible.
     """
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
@@ -52,10 +76,14 @@ def parse_settings(cls: type[S], opts: Mapping[str, Any]) -> S:
                 v = v.lower() in ("1", "true", "yes", "on")
             out[k] = bool(v)
         elif hint in (int, float):
+            kind = "an integer" if hint is int else "a number"
+            if isinstance(v, bool) or (hint is int and isinstance(v, float) and not v.is_integer()):
+                raise StrategyError(f"option {k}={v!r} must be {kind}")
             try:
                 out[k] = hint(v)
-            except (TypeError, ValueError) as e:
-                raise StrategyError(f"option {k}={v!r} must be a {hint.__name__}") from e
+            except (TypeError, ValueError, OverflowError) as e:
+                raise StrategyError(f"option {k}={v!r} must be {kind}") from e
+            _check_range(k, out[k])
         else:
             out[k] = v
     return cls(**out)
@@ -75,6 +103,10 @@ class Strategy:
     def __init__(self, settings: Any) -> None:
         self.settings = settings
         self._arriving_norm: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._carried_v: dict[str, torch.Tensor] = {}
+        self._carried_step = 0.0
+        self._opt: torch.optim.Optimizer | None = None
+        self._opt_names: dict[int, str] = {}
 
     def before_site(self, ctx: Any) -> None:
         """With ``settings.norm_stats == "pool"``, remember the normalisation statistics the model arrived with
@@ -97,9 +129,10 @@ class Strategy:
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Tensors this strategy carries in the baton (names without the ``strategy/`` prefix)."""
-        return {}
+        return self.optimizer_state()
 
     def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        state = self.load_optimizer_state(state)
         if state:
             raise ValueError(f"strategy {self.name!r} carries no state, got {sorted(state)[:3]}")
 
@@ -108,6 +141,61 @@ class Strategy:
         setting (the per-task decay of Mirzadeh et al., NeurIPS 2020, "Understanding the role of training regimes
         in continual learning": later sites take smaller steps from the arriving model), else 1."""
         return float(getattr(self.settings, "site_lr_decay", 1.0)) ** ctx.site_index
+
+    def warmup_fraction(self, ctx: Any) -> float:
+        """Share of this site's optimiser steps over which the learning rate ramps up linearly from 0:
+        ``settings.site_warmup`` at sites after the first (a fresh AdamW's first steps move every weight by about
+        the full learning rate whatever its gradient's size, a jolt to a trained network: the "stability gap" of
+        De Lange et al., ICLR 2023), 0 at the first site and for strategies without that setting."""
+        return float(getattr(self.settings, "site_warmup", 0.0)) if ctx.n_seen > 0 else 0.0
+
+    # -- the optimiser's curvature estimate, carried from site to site (``settings.carry_optimizer``) ---------------
+
+    def setup_optimizer(self, ctx: Any, opt: torch.optim.Optimizer) -> None:
+        """With ``settings.carry_optimizer``, start AdamW's second-moment estimates (``exp_avg_sq``) at the values the
+        previous site ended with, instead of zeros, and its step count past the bias correction; the first moment
+        starts at zero. A fresh AdamW's first steps move every weight by about the full learning rate, however
+        small its gradient; with the carried estimate a weight moves as far as at the end of the previous site.
+        The trainer calls this after creating the optimiser (a resumed checkpoint's state then replaces it)."""
+        self._opt = opt
+        self._opt_names = {id(p): n for n, p in ctx.model.named_parameters() if p.requires_grad}
+        if not getattr(self.settings, "carry_optimizer", False) or not self._carried_v:
+            return
+        for group in opt.param_groups:
+            for p in group["params"]:
+                v = self._carried_v.get(self._opt_names.get(id(p), ""))
+                if v is None or v.shape != p.shape:
+                    continue
+                opt.state[p] = {"step": torch.tensor(float(self._carried_step)),
+                                "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
+                                "exp_avg_sq": v.to(p.device, p.dtype).clone()}
+
+    def optimizer_state(self) -> dict[str, torch.Tensor]:
+        """``optim.exp_avg_sq.<param>`` and ``optim.step`` of the optimiser this site trained with (empty unless
+        ``settings.carry_optimizer``): an average of squared gradients per weight, like EWC's Fisher diagonal."""
+        if not getattr(self.settings, "carry_optimizer", False):
+            return {}
+        opt = getattr(self, "_opt", None)
+        if opt is None:
+            return {f"optim.exp_avg_sq.{n}": v for n, v in self._carried_v.items()} | (
+                {"optim.step": torch.tensor(float(self._carried_step))} if self._carried_v else {})
+        out: dict[str, torch.Tensor] = {}
+        step = 0.0
+        for group in opt.param_groups:
+            for p in group["params"]:
+                st = opt.state.get(p, {})
+                if "exp_avg_sq" in st and id(p) in self._opt_names:
+                    out[f"optim.exp_avg_sq.{self._opt_names[id(p)]}"] = st["exp_avg_sq"].detach().float().cpu().clone()
+                    step = max(step, float(st["step"]))
+        if out:
+            out["optim.step"] = torch.tensor(step)
+        return out
+
+    def load_optimizer_state(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Take the ``optim.*`` entries of ``state``; return the rest."""
+        self._carried_v = {k[len("optim.exp_avg_sq."):]: v for k, v in state.items() if k.startswith("optim.exp_avg_sq.")}
+        self._carried_step = float(state["optim.step"]) if "optim.step" in state else 0.0
+        return {k: v for k, v in state.items() if not k.startswith("optim.")}
 
     def epoch_start(self, ctx: Any, epoch: int) -> None:
         """Normalisation statistics at sites after the first, by ``settings.norm_stats``:

@@ -84,6 +84,9 @@ class EWCSettings:
         max_batches: batches used to estimate the Fisher diagonal at the end of a site.
         batch_size: batch size of that estimate.
         site_lr_decay: learning-rate factor per earlier site (site k trains at ``lr * site_lr_decay**k``; 1 = off).
+        site_warmup: share of a site's steps with a linear learning-rate warm-up, at sites after the first (0 = off).
+        carry_optimizer: carry AdamW's per-weight second-moment estimates in the baton and start the next site's
+            optimiser from them (see :meth:`Strategy.setup_optimizer`).
         norm_stats: at sites after the first, ``"adapt"`` lets BatchNorm running statistics follow the new site's
             data (plain training); ``"freeze"`` keeps them as they arrived; ``"pool"`` trains at the
             sample-weighted mixture of the arriving and this site's statistics (see :meth:`Strategy.epoch_start`).
@@ -95,6 +98,8 @@ class EWCSettings:
     max_batches: int = 32
     batch_size: int = 8
     site_lr_decay: float = 1.0
+    site_warmup: float = 0.0
+    carry_optimizer: bool = False
     norm_stats: Literal["adapt", "freeze", "pool"] = "adapt"
 
 
@@ -135,9 +140,10 @@ class ImportanceStrategy(Strategy):
     def state_dict(self) -> dict[str, Tensor]:
         out = {f"importance.{n}": t.detach().cpu() for n, t in self.importance.items()}
         out.update({f"anchor.{n}": t.detach().cpu() for n, t in self.anchor.items()})
-        return out
+        return out | self.optimizer_state()
 
     def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
+        state = self.load_optimizer_state(state)
         self.importance = {k[len("importance."):]: v for k, v in state.items() if k.startswith("importance.")}
         self.anchor = {k[len("anchor."):]: v for k, v in state.items() if k.startswith("anchor.")}
         bad = [k for k in state if not k.startswith(("importance.", "anchor."))]

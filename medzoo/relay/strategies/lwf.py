@@ -65,6 +65,9 @@ class LwFSettings:
             sites, stood for by the arriving model, and this one by their sample counts, as pooled training does
             (the weighting of the Relay Learning recipe's merge). With equal sites, site k then distils at ``(k-1) * alpha``.
         site_lr_decay: learning-rate factor per earlier site (site k trains at ``lr * site_lr_decay**k``; 1 = off).
+        site_warmup: share of a site's steps with a linear learning-rate warm-up, at sites after the first (0 = off).
+        carry_optimizer: carry AdamW's per-weight second-moment estimates in the baton and start the next site's
+            optimiser from them (see :meth:`Strategy.setup_optimizer`).
         norm_stats: at sites after the first, ``"adapt"`` lets BatchNorm running statistics follow the new site's
             data (plain training); ``"freeze"`` keeps them as they arrived; ``"pool"`` trains at the
             sample-weighted mixture of the arriving and this site's statistics (see :meth:`Strategy.epoch_start`).
@@ -73,6 +76,8 @@ class LwFSettings:
     alpha: float = 1.0
     alpha_scale: Literal["fixed", "samples"] = "fixed"
     site_lr_decay: float = 1.0
+    site_warmup: float = 0.0
+    carry_optimizer: bool = False
     norm_stats: Literal["adapt", "freeze", "pool"] = "adapt"
 
 

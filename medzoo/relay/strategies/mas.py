@@ -47,6 +47,9 @@ class MASSettings:
         max_batches: batches of the importance estimate.
         batch_size: batch size of that estimate.
         site_lr_decay: learning-rate factor per earlier site (site k trains at ``lr * site_lr_decay**k``; 1 = off).
+        site_warmup: share of a site's steps with a linear learning-rate warm-up, at sites after the first (0 = off).
+        carry_optimizer: carry AdamW's per-weight second-moment estimates in the baton and start the next site's
+            optimiser from them (see :meth:`Strategy.setup_optimizer`).
         norm_stats: at sites after the first, ``"adapt"`` lets BatchNorm running statistics follow the new site's
             data (plain training); ``"freeze"`` keeps them as they arrived; ``"pool"`` trains at the
             sample-weighted mixture of the arriving and this site's statistics (see :meth:`Strategy.epoch_start`).
@@ -58,6 +61,8 @@ class MASSettings:
     max_batches: int = 32
     batch_size: int = 8
     site_lr_decay: float = 1.0
+    site_warmup: float = 0.0
+    carry_optimizer: bool = False
     norm_stats: Literal["adapt", "freeze", "pool"] = "adapt"
 
 

@@ -132,6 +132,9 @@ class RelaySettings:
             (the window of the sample with the most field of view, else the centre), for dense tasks whose
             structures a downscale would erase, such as thin retinal vessels.
         site_lr_decay: learning-rate factor per earlier site (site k trains at ``lr * site_lr_decay**k``; 1 = off).
+        site_warmup: share of a site's steps with a linear learning-rate warm-up, at sites after the first (0 = off).
+        carry_optimizer: carry AdamW's per-weight second-moment estimates in the baton and start the next site's
+            optimiser from them (see :meth:`Strategy.setup_optimizer`).
         norm_stats: at sites after the first, ``"adapt"`` lets BatchNorm running statistics follow the new site's
             data (plain training); ``"freeze"`` keeps them as they arrived; ``"pool"`` trains at the
             sample-weighted mixture of the arriving and this site's statistics (see :meth:`Strategy.epoch_start`).
@@ -152,6 +155,8 @@ class RelaySettings:
     max_sites: int = 8
     gen_input: Literal["resize", "crop"] = "resize"
     site_lr_decay: float = 1.0
+    site_warmup: float = 0.0
+    carry_optimizer: bool = False
     norm_stats: Literal["adapt", "freeze", "pool"] = "adapt"
     merge_weights: Literal["samples", "fisher"] = "samples"
     fisher_batches: int = 32
@@ -292,7 +297,7 @@ class Relay(Strategy):
 
     # -- baton state --------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Tensor]:
-        out = {f"fisher.{k}": v.detach().cpu() for k, v in self.fisher.items()}
+        out = {f"fisher.{k}": v.detach().cpu() for k, v in self.fisher.items()} | self.optimizer_state()
         if self.generator is None:
             return out
         out.update({f"generator.{k}": v.detach().cpu() for k, v in self.generator.state_dict().items()})
@@ -301,6 +306,7 @@ class Relay(Strategy):
         return out
 
     def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
+        state = self.load_optimizer_state(state)
         self.fisher = {k[len("fisher."):]: v for k, v in state.items() if k.startswith("fisher.")}
         state = {k: v for k, v in state.items() if not k.startswith("fisher.")}
         if not state:
