@@ -152,3 +152,27 @@ def test_an_unwritable_output_is_an_error_not_a_traceback(tmp_path: Path, capsys
     assert main(["predict", "fundus-vessels", str(img), "--out", str(tmp_path / "afile" / "sub")]) == 2
     err = capsys.readouterr().err
     assert "medzoo: error:" in err and "afile" in err and "Traceback" not in err
+
+
+def test_output_cut_short_by_a_closed_pipe_stops_quietly(monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+    import os
+    import sys
+
+    from medzoo.cli.main import main
+
+    # `medzoo relay strategies | head -1`: the reader has gone; writing raises BrokenPipeError (EPIPE)
+    r, w = os.pipe()
+    os.close(r)
+    out = io.TextIOWrapper(os.fdopen(w, "wb", buffering=0), line_buffering=True)
+    monkeypatch.setattr(sys, "stdout", out)
+    try:
+        assert main(["relay", "strategies"]) == 1
+    finally:
+        monkeypatch.undo()
+        try:
+            out.close()
+        except OSError:
+            pass
+    assert "Broken pipe" not in capsys.readouterr().err

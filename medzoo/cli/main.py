@@ -85,6 +85,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MedzooError as e:
         print(f"medzoo: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and cut short: stop quietly, like other command-line tools
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes at exit
+        return 1  # as the Python docs' recipe for SIGPIPE does
     except OSError as e:  # an unwritable --out, a full disk, read-only media: the file and the reason, no traceback
         where = f"{e.filename}: " if getattr(e, "filename", None) else ""
         print(f"medzoo: error: {where}{e.strerror or e}", file=sys.stderr)

@@ -300,11 +300,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_strategies(args: argparse.Namespace) -> int:
-    from medzoo.relay.strategies import _STRATEGIES, list_strategies, strategy_defaults
+    from medzoo.relay.strategies import _STRATEGIES, list_strategies, strategy_choices, strategy_defaults
 
     for name in list_strategies():
         doc = (_STRATEGIES[name].__doc__ or "").strip().splitlines()[0]
         print(f"{name:<7} {doc}")
+        accepts = strategy_choices(name)
         for k, v in strategy_defaults(name).items():
-            print(f"          {k} = {v}")
+            value = str(v).lower() if isinstance(v, bool) else v
+            print(f"          {k} = {value}".ljust(42) + f"  ({accepts[k]})")
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -120,7 +121,9 @@ def test_cli_simulate_and_strategies(toy, tmp_path: Path, capsys: pytest.Capture
     from medzoo.cli.main import main
 
     assert main(["relay", "strategies"]) == 0
-    assert "merge = second-half" in capsys.readouterr().out
+    listing = capsys.readouterr().out
+    assert "merge = second-half" in listing and "(second-half | end | off)" in listing
+    assert re.search(r"alpha = 1\.0 +\(number >= 0\)", listing) and "carry_optimizer = false" in listing
     args = ["relay", "simulate", "--task", toy.spec.name, "--sites", "a,b", "--strategy", "ewc", "--baselines", "none",
             "--epochs", "1", "--out", str(tmp_path / "sim")]
     assert main([*args, "--opt", "ewc.lam=10", "--opt", "ewc.max_batches=1"]) == 0

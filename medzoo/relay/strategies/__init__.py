@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from medzoo.relay.strategies.base import Strategy, StrategyError, parse_settings
+from medzoo.relay.strategies.base import Strategy, StrategyError, parse_settings, setting_choices
 from medzoo.relay.strategies.ewc import EWC, QuadraticPenalty, fisher_diagonal
 from medzoo.relay.strategies.lwf import Distillation, LwF
 from medzoo.relay.strategies.mas import MAS, mas_importance
@@ -33,6 +33,11 @@ def strategy_defaults(name: str) -> dict[str, Any]:
     return dataclasses.asdict(_cls(name).Settings())
 
 
+def strategy_choices(name: str) -> dict[str, str]:
+    """What each setting of strategy ``name`` accepts, in words (choices, or the number's range)."""
+    return setting_choices(_cls(name).Settings)
+
+
 def _cls(name: str) -> type[Strategy]:
     if name not in _STRATEGIES:
         raise StrategyError(f"unknown strategy {name!r}; known: {', '.join(list_strategies())}")
@@ -50,4 +55,4 @@ def make_strategy(name: str, **opts: Any) -> Strategy:
 
 
 __all__ = ["EWC", "MAS", "Distillation", "LwF", "Naive", "QuadraticPenalty", "Relay", "Strategy", "StrategyError", "fisher_diagonal",
-           "list_strategies", "make_strategy", "mas_importance", "strategy_defaults", "weighted_merge"]
+           "list_strategies", "make_strategy", "mas_importance", "strategy_choices", "strategy_defaults", "weighted_merge"]

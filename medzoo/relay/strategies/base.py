@@ -38,15 +38,39 @@ SETTING_RANGES: dict[str, tuple[float | None, bool, float | None, bool]] = {
 }
 
 
+def setting_range(name: str) -> str:
+    """The allowed range of numeric setting ``name`` in words (``">= 0 and <= 1"``), or ``""`` when unbounded."""
+    lo, lo_in, hi, hi_in = SETTING_RANGES.get(name, (None, True, None, True))
+    lo_s = "" if lo is None else f"{'>=' if lo_in else '>'} {lo}"
+    hi_s = "" if hi is None else f"{'<=' if hi_in else '<'} {hi}"
+    return " and ".join(x for x in (lo_s, hi_s) if x)
+
+
+def setting_choices(cls: type) -> dict[str, str]:
+    """What each field of settings dataclass ``cls`` accepts, in words: ``"fixed | samples"``, ``"true | false"``,
+    ``"number >= 0"``, ``"integer >= 1"`` (for ``medzoo relay strategies``)."""
+    hints = typing.get_type_hints(cls)
+    out: dict[str, str] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        hint = hints[f.name]
+        if get_origin(hint) is Literal:
+            out[f.name] = " | ".join(str(c) for c in get_args(hint))
+        elif hint is bool:
+            out[f.name] = "true | false"
+        elif hint in (int, float):
+            out[f.name] = " ".join(x for x in ("integer" if hint is int else "number", setting_range(f.name)) if x)
+        else:
+            out[f.name] = getattr(hint, "__name__", str(hint))
+    return out
+
+
 def _check_range(name: str, value: float) -> None:
     if not math.isfinite(value):
         raise StrategyError(f"option {name}={value!r} must be a finite number")
     lo, lo_in, hi, hi_in = SETTING_RANGES.get(name, (None, True, None, True))
     if (lo is not None and (value < lo or (value == lo and not lo_in))) or \
             (hi is not None and (value > hi or (value == hi and not hi_in))):
-        lo_s = "" if lo is None else f"{'>=' if lo_in else '>'} {lo}"
-        hi_s = "" if hi is None else f"{'<=' if hi_in else '<'} {hi}"
-        raise StrategyError(f"option {name}={value!r} must be {' and '.join(x for x in (lo_s, hi_s) if x)}")
+        raise StrategyError(f"option {name}={value!r} must be {setting_range(name)}")
 
 
 def parse_settings(cls: type[S], opts: Mapping[str, Any]) -> S:
