@@ -327,6 +327,10 @@ class RelayHook(Protocol):
     * ``extra_loss(ctx, batch, out) -> Tensor | None`` — a penalty added to the task loss.
     * ``adapt_dataset(ctx, ds) -> Dataset`` — e.g. mix in replayed samples.
     * ``lr_scale(ctx) -> float`` — a factor on this site's learning rate (factors of several hooks multiply).
+    * ``warmup_fraction(ctx) -> float`` — share of the site's steps with a linear learning-rate warm-up (the
+      largest of the hooks' values counts).
+    * ``setup_optimizer(ctx, opt)`` — called once the site's optimiser exists (e.g. to start it from carried state).
+    * ``epoch_start(ctx, epoch)`` / ``epoch_end(ctx, epoch) -> state | None`` / ``after_step(ctx, batch, out)``.
     * ``state_dict() / load_state_dict(d)`` — tensors the strategy carries in the baton.
     """
 

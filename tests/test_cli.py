@@ -165,7 +165,7 @@ def test_output_cut_short_by_a_closed_pipe_stops_quietly(monkeypatch: pytest.Mon
     # `medzoo relay strategies | head -1`: the reader has gone; writing raises BrokenPipeError (EPIPE)
     r, w = os.pipe()
     os.close(r)
-    out = io.TextIOWrapper(os.fdopen(w, "wb", buffering=0), line_buffering=True)
+    out = io.TextIOWrapper(os.fdopen(w, "wb"))  # block-buffered, as stdout into a pipe is: the listing fits the buffer
     monkeypatch.setattr(sys, "stdout", out)
     try:
         assert main(["relay", "strategies"]) == 1

@@ -81,15 +81,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if getattr(args, "device", None) not in (None, "cpu"):  # "cpu" needs no check (nor a torch import)
             check_device(args.device)
-        return int(args.func(args) or 0)
+        rc = int(args.func(args) or 0)
+        sys.stdout.flush()  # a reader that closed the pipe shows here, in the handler below, not at interpreter exit
+        return rc
     except MedzooError as e:
         print(f"medzoo: error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head` and cut short: stop quietly, like other command-line tools
         import os
 
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes at exit
-        return 1  # as the Python docs' recipe for SIGPIPE does
+        try:  # the Python docs' recipe: point stdout at devnull, so the flush at exit raises nothing either
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 1
     except OSError as e:  # an unwritable --out, a full disk, read-only media: the file and the reason, no traceback
         where = f"{e.filename}: " if getattr(e, "filename", None) else ""
         print(f"medzoo: error: {where}{e.strerror or e}", file=sys.stderr)

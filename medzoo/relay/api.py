@@ -27,7 +27,7 @@ from medzoo.core import EvalResult, Task, TaskModel, load_state_dict_strict
 from medzoo.errors import BatonError, InputError
 from medzoo.relay.baton import Baton, now
 from medzoo.relay.finetune import finetune, finetuned_meta  # noqa: F401  (api.finetune: one new site, no baton)
-from medzoo.relay.strategies import Strategy, make_strategy
+from medzoo.relay.strategies import Strategy, StrategyError, make_strategy, stored_strategy
 from medzoo.relay.trainer import TrainConfig, _dist, train_site
 from medzoo.relay.workdir import WORK_MARKER  # noqa: F401  (where a lap checkpoints)
 from medzoo.relay.workdir import clean_work_dir as _clean_work_dir
@@ -106,7 +106,11 @@ def _build(b: Baton) -> tuple[Task, torch.nn.Module, Strategy]:
     task = get_task(b.task)
     net = task.build_model(**b.architecture)
     load_state_dict_strict(net, b.model_state, source=str(b.path or "baton"))
-    strategy = make_strategy(b.strategy, **b.strategy_settings)
+    try:
+        strategy = stored_strategy(b.strategy, b.strategy_settings)
+    except StrategyError as e:
+        raise BatonError(f"{b.path}: the strategy this baton records cannot be rebuilt here ({e}); was it written "
+                         "by a newer medzoo?") from e
     try:
         strategy.load_state_dict(b.strategy_state)
     except (ValueError, RuntimeError, KeyError) as e:

@@ -105,7 +105,8 @@ def start_matches(path: Path, task: Task, net0: nn.Module, init_sha: str, strate
         return False
     return (len(b.ledger) == 1 and b.ledger[0].get("kind") == "start" and b.task == task.spec.name
             and b.architecture == task.architecture(net0) and b.strategy == strategy
-            and b.strategy_settings == json.loads(json.dumps(dict(settings), default=str)) and not b.strategy_state
+            and {**strategy_defaults(strategy), **b.strategy_settings} == json.loads(json.dumps(dict(settings), default=str))
+            and not b.strategy_state
             and state_fingerprint(b.model_state) == init_sha)
 
 

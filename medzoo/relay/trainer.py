@@ -4,6 +4,8 @@ Where each hook fires::
 
     before_site(ctx)
     dataset = adapt_dataset(ctx, dataset)          # each hook in turn
+    lr *= prod(lr_scale(ctx)); warm-up steps = max(warmup_fraction(ctx)) * steps   # cosine schedule after it
+    opt = AdamW(...); setup_optimizer(ctx, opt)    # e.g. start from carried optimiser state
     for epoch:                                      # epoch_start(ctx, epoch) if a hook has it
         for batch:
             zero_grad

@@ -156,3 +156,29 @@ def test_finetuned_model_describes_itself_not_the_pretrained_file(toy) -> None: 
     again = api.finetune(out, "c", site="c", epochs=1, batch_size=8, seed=0, device="cpu", progress=False)
     assert again.meta["name"] == "toy-base+b+c" and again.meta["finetuned_from"]["name"] == "toy-base+b"
     assert [s["site"] for s in again.meta["finetuned"]] == ["b", "c"]
+
+
+def test_a_baton_written_before_a_setting_range_was_checked_still_loads(toy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from medzoo.relay.baton import Baton
+    from medzoo.relay.strategies import StrategyError, make_strategy, strategy_defaults
+    from medzoo.relay.takeover import start_matches
+
+    net = toy.build_model()
+    old_settings = {**strategy_defaults("ewc"), "gamma": 1.5}  # accepted before ranges were checked
+    del old_settings["site_warmup"], old_settings["carry_optimizer"]  # keys an older medzoo did not write
+    Baton.new(toy.spec.name, toy.architecture(net), "ewc", old_settings, net.state_dict()).write(tmp_path / "old.baton")
+    with pytest.raises(StrategyError, match="gamma"):
+        make_strategy("ewc", gamma=1.5)  # a new relay is refused ...
+    api.export(tmp_path / "old.baton", tmp_path / "m.safetensors")  # ... an existing baton still exports and evaluates
+    assert load_model(tmp_path / "m.safetensors").task.spec.name == toy.spec.name
+    api.evaluate(tmp_path / "old.baton", "a", site="a", out=tmp_path / "evaluated.baton")
+
+    # simulate takes over a start baton whose settings lack keys added since, when they would be the defaults
+    from medzoo.relay.trainer import state_fingerprint
+
+    current = {**strategy_defaults("lwf")}
+    older = {k: v for k, v in current.items() if k not in ("site_warmup", "carry_optimizer")}
+    Baton.new(toy.spec.name, toy.architecture(net), "lwf", older, net.state_dict()).write(tmp_path / "0-start.baton")
+    assert start_matches(tmp_path / "0-start.baton", toy, net, state_fingerprint(net), "lwf", current)
+    assert not start_matches(tmp_path / "0-start.baton", toy, net, state_fingerprint(net), "lwf",
+                             {**current, "carry_optimizer": True})

@@ -44,11 +44,13 @@ def test_factory_lists_and_validates() -> None:
     ("ewc", {"gamma": "1.5"}, "must be >= 0 and <= 1"),
     ("relay", {"gen_epochs": "3.5"}, "must be an integer"),
     ("mas", {"lam": True}, "must be a number"),
+    ("relay", {"gen_size": 24}, "must be >= 16 and a multiple of 16"),
+    ("ewc", {"max_batches": 10**400}, "must be a finite number"),
 ])
 def test_numeric_settings_out_of_range_are_refused(name, opts, message) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(StrategyError, match=message):
         make_strategy(name, **opts)
-    make_strategy(name, **{k: 1 for k in opts if k != "gen_epochs"})  # in range: accepted
+    make_strategy(name, **{k: 16 if k == "gen_size" else 1 for k in opts if k != "gen_epochs"})  # in range: accepted
 
 
 def test_quadratic_penalty_value_and_gradient() -> None:
@@ -366,6 +368,9 @@ def test_carry_optimizer_starts_the_next_site_from_the_carried_second_moments(to
     for n, p in net.named_parameters():
         assert torch.equal(opt.state[p]["exp_avg_sq"], v[n]) and not opt.state[p]["exp_avg"].any()
     assert state.keys() - second.state_dict().keys() == set()  # carried on unchanged until the site trains
+    # trained through the trainer, the carried state is used and carried on: AdamW's step count continues (3 -> 6)
+    train_site(toy, net, toy.build_dataset("b", "train"), cfg, hooks=[second], site_index=1, n_seen=24, progress=False)
+    assert float(second.state_dict()["optim.step"]) == 6
     off = make_strategy(name, **opts)
     off.load_state_dict({k: t for k, t in state.items() if not k.startswith("optim.")})
     opt2 = torch.optim.AdamW(net.parameters(), lr=1e-3)

@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 from medzoo.relay.strategies.base import Strategy, StrategyError, parse_settings, setting_choices
@@ -48,11 +49,18 @@ def make_strategy(name: str, **opts: Any) -> Strategy:
     """A fresh strategy hook object with its settings (strings from the CLI are converted and checked).
 
     Raises:
-        ValueError: unknown strategy or option, or a value outside the option's allowed choices.
+        ValueError: unknown strategy or option, or a value outside the option's allowed choices or range.
     """
     cls = _cls(name)
     return cls(parse_settings(cls.Settings, opts))
 
 
+def stored_strategy(name: str, settings: Mapping[str, Any]) -> Strategy:
+    """The strategy a baton records, rebuilt with its stored settings: as :func:`make_strategy`, but numeric ranges
+    are not checked, so a baton written before a range was enforced still loads (new relays are checked at start)."""
+    cls = _cls(name)
+    return cls(parse_settings(cls.Settings, settings, check_ranges=False))
+
+
 __all__ = ["EWC", "MAS", "Distillation", "LwF", "Naive", "QuadraticPenalty", "Relay", "Strategy", "StrategyError", "fisher_diagonal",
-           "list_strategies", "make_strategy", "mas_importance", "strategy_choices", "strategy_defaults", "weighted_merge"]
+           "list_strategies", "make_strategy", "mas_importance", "stored_strategy", "strategy_choices", "strategy_defaults", "weighted_merge"]

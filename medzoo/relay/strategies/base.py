@@ -38,12 +38,17 @@ SETTING_RANGES: dict[str, tuple[float | None, bool, float | None, bool]] = {
 }
 
 
+#: integer settings that must be a multiple of a number (the generator halves its size four times).
+SETTING_MULTIPLES: dict[str, int] = {"gen_size": 16}
+
+
 def setting_range(name: str) -> str:
     """The allowed range of numeric setting ``name`` in words (``">= 0 and <= 1"``), or ``""`` when unbounded."""
     lo, lo_in, hi, hi_in = SETTING_RANGES.get(name, (None, True, None, True))
     lo_s = "" if lo is None else f"{'>=' if lo_in else '>'} {lo}"
     hi_s = "" if hi is None else f"{'<=' if hi_in else '<'} {hi}"
-    return " and ".join(x for x in (lo_s, hi_s) if x)
+    mult = f"a multiple of {SETTING_MULTIPLES[name]}" if name in SETTING_MULTIPLES else ""
+    return " and ".join(x for x in (lo_s, hi_s, mult) if x)
 
 
 def setting_choices(cls: type) -> dict[str, str]:
@@ -65,16 +70,24 @@ def setting_choices(cls: type) -> dict[str, str]:
 
 
 def _check_range(name: str, value: float) -> None:
-    if not math.isfinite(value):
-        raise StrategyError(f"option {name}={value!r} must be a finite number")
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        finite = False
+    if not finite:
+        raise StrategyError(f"option {name}={value!r:.40} must be a finite number")
     lo, lo_in, hi, hi_in = SETTING_RANGES.get(name, (None, True, None, True))
     if (lo is not None and (value < lo or (value == lo and not lo_in))) or \
-            (hi is not None and (value > hi or (value == hi and not hi_in))):
+            (hi is not None and (value > hi or (value == hi and not hi_in))) or \
+            (name in SETTING_MULTIPLES and value % SETTING_MULTIPLES[name]):
         raise StrategyError(f"option {name}={value!r} must be {setting_range(name)}")
 
 
-def parse_settings(cls: type[S], opts: Mapping[str, Any]) -> S:
+def parse_settings(cls: type[S], opts: Mapping[str, Any], *, check_ranges: bool = True) -> S:
     """Build settings dataclass ``cls`` from ``opts``, converting strings (from the CLI) and checking Literals.
+
+    ``check_ranges=False`` skips the numeric ranges (:data:`SETTING_RANGES`), for settings read back from a baton
+    that an older medzoo wrote before a range was checked: its model must still load, evaluate and export.
 
     Raises:
         ValueError: unknown option, a value outside a ``Literal``'s choices or outside the option's range
@@ -107,7 +120,8 @@ def parse_settings(cls: type[S], opts: Mapping[str, Any]) -> S:
                 out[k] = hint(v)
             except (TypeError, ValueError, OverflowError) as e:
                 raise StrategyError(f"option {k}={v!r} must be {kind}") from e
-            _check_range(k, out[k])
+            if check_ranges:
+                _check_range(k, out[k])
         else:
             out[k] = v
     return cls(**out)
@@ -177,10 +191,13 @@ class Strategy:
 
     def setup_optimizer(self, ctx: Any, opt: torch.optim.Optimizer) -> None:
         """With ``settings.carry_optimizer``, start AdamW's second-moment estimates (``exp_avg_sq``) at the values the
-        previous site ended with, instead of zeros, and its step count past the bias correction; the first moment
-        starts at zero. A fresh AdamW's first steps move every weight by about the full learning rate, however
-        small its gradient; with the carried estimate a weight moves as far as at the end of the previous site.
-        The trainer calls this after creating the optimiser (a resumed checkpoint's state then replaces it)."""
+        previous site ended with, instead of zeros, and its step count where the previous site left it; the first
+        moment (``exp_avg``) starts at zero. A fresh AdamW's first steps move every weight by about the full
+        learning rate, however small its gradient. Here, with the bias corrections already spent, the first
+        moment builds up from zero (the first step is about a tenth of a full one, nine tenths after some 20 steps:
+        an implicit warm-up), and each weight's step is then scaled by its gradient history over earlier sites
+        rather than by this site's first few gradients. The trainer calls this after creating the optimiser (a
+        resumed checkpoint's state then replaces it)."""
         self._opt = opt
         self._opt_names = {id(p): n for n, p in ctx.model.named_parameters() if p.requires_grad}
         if not getattr(self.settings, "carry_optimizer", False) or not self._carried_v:
@@ -190,7 +207,10 @@ class Strategy:
                 v = self._carried_v.get(self._opt_names.get(id(p), ""))
                 if v is None or v.shape != p.shape:
                     continue
-                opt.state[p] = {"step": torch.tensor(float(self._carried_step)),
+                on_device = bool(group.get("capturable") or group.get("fused"))  # as torch's AdamW makes its step
+                step_dtype = torch.float32 if group.get("fused") else torch.get_default_dtype()
+                opt.state[p] = {"step": torch.tensor(float(self._carried_step), dtype=step_dtype,
+                                                     device=p.device if on_device else None),
                                 "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
                                 "exp_avg_sq": v.to(p.device, p.dtype).clone()}
 
