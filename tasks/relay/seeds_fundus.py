@@ -10,7 +10,9 @@ This script reads ``docs/benchmarks/relay_fundus.json`` (seed 0) and every ``rel
 and writes ``docs/benchmarks/relay_fundus_seeds.{json,md}`` (``--name relay_fundus_full``: the same for the ``full``
 preset's ``relay_fundus_full.json`` and ``relay_fundus_full_seed<N>.json``): per seed and strategy the final mean Dice, BWT, the
 gap to pooled training and whether the model beats every single-site model on the sites that model never saw;
-then mean and standard deviation over seeds. Only the strategies every seed ran are summarised.
+then mean and standard deviation over seeds, and the gap split per site into slower learning (pooled minus the
+relay's model right after training on that site) and forgetting (right after minus final). Only the strategies
+every seed ran are summarised.
 """
 
 from __future__ import annotations
@@ -39,14 +41,20 @@ def summarise(doc: dict[str, Any]) -> dict[str, Any]:
     singles = {k.split(":", 1)[1]: v["row"] for k, v in base.items() if k.startswith("single:")}
     out: dict[str, Any] = {"seed": res["seed"], "pooled": pooled,
                            "single": {s: base[f"single:{s}"]["final_avg"] for s in singles}, "strategies": {}}
+    prow = base["pooled"]["row"]
     for r in res["runs"]:
         if r["order"] != SITES:
             continue
+        R, last = r["R"], len(SITES) - 1
+        # per site j: pooled - final = (pooled - right after training on j) + (right after j - final)
+        per_site = {t: {"gap": prow[t] - R[last][j], "pooled_minus_right_after": prow[t] - R[j][j],
+                        "right_after_minus_final": R[j][j] - R[last][j]} for j, t in enumerate(SITES)}
         pairs = {f"{s}->{t}": r["final_row"][t] > row[t] for s, row in singles.items() for t in SITES if t != s}
         out["strategies"][r["strategy"]] = {
             "settings": r["settings"], "final_avg": r["final_avg"], "bwt": r["bwt"], "gap_to_pooled": pooled - r["final_avg"],
             "beats_single_on_unseen": all(pairs.values()) if pairs else None,
-            "unseen_pairs_lost": sorted(k for k, v in pairs.items() if not v), "final_row": r["final_row"]}
+            "unseen_pairs_lost": sorted(k for k, v in pairs.items() if not v), "final_row": r["final_row"],
+            "per_site": per_site}
     return out
 
 
@@ -83,6 +91,10 @@ def main() -> int:
         agg[name]["beats_single_on_unseen"] = sum(bool(r["beats_single_on_unseen"]) for r in rows)
         agg[name]["bwt_at_least_-0.01"] = sum(r["bwt"] >= -0.01 for r in rows)
         agg[name]["within_0.01_of_pooled"] = sum(r["gap_to_pooled"] <= 0.01 + 1e-9 for r in rows)
+        agg[name]["per_site"] = {t: {k: {"mean": statistics.fmean(r["per_site"][t][k] for r in rows),
+                                         "std": statistics.stdev(r["per_site"][t][k] for r in rows)}
+                                     for k in ("gap", "pooled_minus_right_after", "right_after_minus_final")}
+                                 for t in SITES}
     pooled = [s["pooled"] for s in seeds]
     agg["pooled"] = {"final_avg": {"mean": statistics.fmean(pooled), "std": statistics.stdev(pooled)}}
     cmd = "python tasks/relay/seeds_fundus.py" + (f" --name {name0}" if name0 != "relay_fundus" else "")
@@ -113,6 +125,16 @@ def main() -> int:
         L.append(f"| {name} | {a['final_avg']['mean']:.4f} ± {a['final_avg']['std']:.4f} | {a['gap_to_pooled']['mean']:.4f} ± "
                  f"{a['gap_to_pooled']['std']:.4f} | {a['bwt']['mean']:.4f} ± {a['bwt']['std']:.4f} | "
                  f"{a['beats_single_on_unseen']}/{n} | {a['bwt_at_least_-0.01']}/{n} | {a['within_0.01_of_pooled']}/{n} |")
+    L += ["", "## Where the gap to pooled training comes from, per site (mean ± sample std over seeds)", "",
+          "For each site j: pooled - final = (pooled - the relay's model right after training on j: slower learning) + "
+          "(right after j - final: forgetting, the per-site term of BWT with the sign flipped). Positive = below pooled "
+          "training. The last site's forgetting is 0 by definition.", "",
+          "| strategy | site | pooled - final | pooled - right after | right after - final |", "|---|---|---|---|---|"]
+    for name in common:
+        for t in SITES:
+            ps = agg[name]["per_site"][t]
+            L.append(f"| {name} | {t} | " + " | ".join(f"{ps[k]['mean']:+.4f} ± {ps[k]['std']:.4f}" for k in
+                                                      ("gap", "pooled_minus_right_after", "right_after_minus_final")) + " |")
     settings = {name: {**strategy_defaults(name), **seeds[-1]["strategies"][name]["settings"]} for name in common}
     L += ["", "Strategy settings: " + "; ".join(f"`{k}` {json.dumps(v)}" for k, v in settings.items()), ""]
     (bdir / f"{name0}_seeds.md").write_text("\n".join(L))

@@ -24,13 +24,14 @@ def _doc(seed: int, pooled: float, lwf: tuple[float, float, dict], budget: int =
     final, bwt, row = lwf
     single = {"drive": {"drive": 0.75, "stare": 0.69, "hrf": 0.67}, "stare": {"drive": 0.63, "stare": 0.68, "hrf": 0.67},
               "hrf": {"drive": 0.70, "stare": 0.58, "hrf": 0.73}}
-    base = {"pooled": {"final_avg": pooled, "row": {}}}
+    base = {"pooled": {"final_avg": pooled, "row": {"drive": 0.76, "stare": 0.74, "hrf": 0.75}}}
+    R = [[0.75, 0.60, 0.60], [0.74, 0.70, 0.66], [row["drive"], row["stare"], row["hrf"]]]
     base.update({f"single:{k}": {"final_avg": sum(v.values()) / 3, "row": v} for k, v in single.items()})
     return {"results": {"seed": seed, "budget": {"epochs": budget}, "baselines": base,
                         "runs": [{"strategy": "lwf", "settings": {"alpha": 1.0}, "order": ["drive", "stare", "hrf"],
-                                  "final_avg": final, "bwt": bwt, "final_row": row},
+                                  "final_avg": final, "bwt": bwt, "final_row": row, "R": R},
                                  {"strategy": "lwf", "settings": {"alpha": 1.0}, "order": ["hrf", "stare", "drive"],
-                                  "final_avg": 0.0, "bwt": -1.0, "final_row": row}]}}
+                                  "final_avg": 0.0, "bwt": -1.0, "final_row": row, "R": R}]}}
 
 
 def test_summary_over_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -55,6 +56,14 @@ def test_summary_over_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert agg["final_avg"]["mean"] == pytest.approx(0.725) and agg["gap_to_pooled"]["mean"] == pytest.approx(0.02)
     assert agg["beats_single_on_unseen"] == 1 and agg["bwt_at_least_-0.01"] == 1 and agg["within_0.01_of_pooled"] == 1
     assert "| 1 | 0.7400 | lwf | 0.7300 |" in (tmp_path / "relay_fundus_seeds.md").read_text()
+    # the gap per site = slower learning (pooled - right after the site) + forgetting (right after - final)
+    drive = s0["strategies"]["lwf"]["per_site"]["drive"]
+    assert drive["gap"] == pytest.approx(0.02) and drive["pooled_minus_right_after"] == pytest.approx(0.01)
+    assert drive["right_after_minus_final"] == pytest.approx(0.01)
+    stare = agg["per_site"]["stare"]  # final STARE 0.66 then 0.70, right after 0.70, pooled 0.74
+    assert stare["gap"]["mean"] == pytest.approx(0.06) and stare["right_after_minus_final"]["mean"] == pytest.approx(0.02)
+    assert agg["per_site"]["hrf"]["right_after_minus_final"]["mean"] == pytest.approx(0.0)
+    assert "| lwf | stare | +0.0600 ± 0.0283 | +0.0400 ± 0.0000 | +0.0200 ± 0.0283 |" in (tmp_path / "relay_fundus_seeds.md").read_text()
     (tmp_path / "relay_fundus_seed2.json").write_text(json.dumps(_doc(2, 0.74, (0.73, -0.005, good), budget=3)))
     argv, sys.argv = sys.argv, ["seeds_fundus.py", "--bench-dir", str(tmp_path)]
     try:
