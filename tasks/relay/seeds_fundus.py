@@ -126,9 +126,9 @@ def main() -> int:
                  f"{a['gap_to_pooled']['std']:.4f} | {a['bwt']['mean']:.4f} ± {a['bwt']['std']:.4f} | "
                  f"{a['beats_single_on_unseen']}/{n} | {a['bwt_at_least_-0.01']}/{n} | {a['within_0.01_of_pooled']}/{n} |")
     L += ["", "## Where the gap to pooled training comes from, per site (mean ± sample std over seeds)", "",
-          "For each site j: pooled - final = (pooled - the relay's model right after training on j: slower learning) + "
-          "(right after j - final: forgetting, the per-site term of BWT with the sign flipped). Positive = below pooled "
-          "training. The last site's forgetting is 0 by definition.", "",
+          ("For each site j: pooled - final = (pooled - the relay's model right after training on j: slower learning) + "
+           "(right after j - final: forgetting, the per-site term of BWT with the sign flipped). Positive = below "
+           "pooled training. The last site's forgetting is 0 by definition."), "",
           "| strategy | site | pooled - final | pooled - right after | right after - final |", "|---|---|---|---|---|"]
     for name in common:
         for t in SITES:

@@ -322,5 +322,3 @@ def has_dicm_magic(p: Path) -> bool:
     except OSError:
         return False
 
-
-_has_dicm = has_dicm_magic  # the earlier private name
