@@ -54,6 +54,7 @@ already saw all three sites, so they cannot serve as a fair starting point).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -89,6 +90,21 @@ def preset_budget(preset: str) -> Any:
     p = PRESETS[preset]
     return replace(BUDGETS["full" if preset == "full" else "small"], epochs=p["epochs"], max_train=p["max_train"],
                    max_test=p["max_test"], gen_epochs=p["gen_epochs"], n_boot=p["n_boot"])
+
+
+def run_budget(preset: str, lap_epochs: str | None = None, lr: float | None = None) -> Any:
+    """The preset's budget with the command line's ``--lap-epochs`` and ``--lr`` applied (both recorded in the
+    published budget, so a run at another learning rate is never taken over as one at the preset's)."""
+    from dataclasses import replace
+
+    budget = preset_budget(preset)
+    if lap_epochs:
+        budget = replace(budget, lap_epochs=tuple(int(x) for x in lap_epochs.split(",")))
+    if lr is not None:
+        if not (lr > 0 and math.isfinite(lr)):
+            raise SystemExit(f"--lr must be a positive finite number, got {lr}")
+        budget = replace(budget, lr=float(lr))
+    return budget
 
 
 def default_name(preset: str, validation: bool = False, norm_eval: str = "running") -> str:
@@ -200,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--lap-epochs", default=None, metavar="E1,E2,E3",
                     help="epochs at each position of a relay's order (default: the preset's epochs at every lap); "
                          "baselines keep the preset's epochs")
+    ap.add_argument("--lr", type=float, default=None,
+                    help="peak learning rate (AdamW) of every method, strategies and baselines alike (default: the "
+                         "budget's, 1e-3)")
     ap.add_argument("--reuse", action="append", default=[], type=Path, metavar="FILE",
                     help="an earlier relay_results.json or published benchmark JSON to take matching runs and "
                          "baselines over from (repeatable)")
@@ -234,11 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     from medzoo.relay.strategies import list_strategies
 
     wanted = list_strategies() if p["strategies"] == "all" else list(p["strategies"])
-    budget = preset_budget(args.preset)
-    if args.lap_epochs:
-        from dataclasses import replace
-
-        budget = replace(budget, lap_epochs=tuple(int(x) for x in args.lap_epochs.split(",")))
+    budget = run_budget(args.preset, args.lap_epochs, args.lr)
     common = dict(budget=budget, seed=args.seed, device=args.device, progress=False,
                   strategy_opts=opts or None, norm_eval=args.norm_eval, **({"train_split": "fit", "test_split": "val"} if args.validation else {}))
     run_dir = args.out / (args.preset + ("-validation" if args.validation else "")

@@ -48,3 +48,15 @@ def test_baselines_option() -> None:
     parse = _script().parse_baselines
     assert parse("all") == "all" and parse(" none ") == "none"
     assert parse("single, pooled,") == ["single", "pooled"]
+
+
+def test_lr_and_lap_epochs_reach_the_budget() -> None:
+    import pytest
+
+    mod = _script()
+    b = mod.run_budget("reduced", "12,3,3", 3e-3)
+    assert b.lap_epochs == (12, 3, 3) and b.lr == 3e-3 and b.epochs == 6
+    assert mod.run_budget("reduced").lr == mod.preset_budget("reduced").lr == 1e-3
+    for bad in (0.0, -1e-3, float("nan"), float("inf")):
+        with pytest.raises(SystemExit, match="--lr must be"):
+            mod.run_budget("reduced", None, bad)
