@@ -62,6 +62,8 @@ from typing import Any
 
 from common import ROOT, add_publish_dir, publish
 
+from medzoo.cli.argtypes import positive_float
+
 SITES = ["drive", "stare", "hrf"]
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {"epochs": 1, "max_train": 8, "max_test": 2, "gen_epochs": 2, "n_boot": 200, "order_study": False,
@@ -216,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--lap-epochs", default=None, metavar="E1,E2,E3",
                     help="epochs at each position of a relay's order (default: the preset's epochs at every lap); "
                          "baselines keep the preset's epochs")
-    ap.add_argument("--lr", type=float, default=None,
+    ap.add_argument("--lr", type=positive_float, default=None,
                     help="peak learning rate (AdamW) of every method, strategies and baselines alike (default: the "
                          "budget's, 1e-3)")
     ap.add_argument("--reuse", action="append", default=[], type=Path, metavar="FILE",
