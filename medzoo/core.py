@@ -115,6 +115,9 @@ class Task(Protocol):
     def build_dataset(self, source: str | Path, split: Split, *, augment: bool = False) -> Dataset[Any]:
         """A dataset of one site: a built-in site name or a user folder in the task's documented layout.
 
+        ``augment``: ``True`` for the task's training augmentation; a task with an ``augment_levels`` attribute (a
+        tuple of names, the first the default) also takes one of those names, e.g. fundus' ``"strong"``.
+
         Raises:
             InputError: the folder is empty, files are unreadable or do not pair up (the message names them).
         """

@@ -66,6 +66,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--num-workers", type=_non_negative, default=0, help="data loader processes (>= 0; default 0)")
     p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
     p.add_argument("--max-samples", type=_positive, help="use at most this many training samples (>= 1)")
+    p.add_argument("--augment", default="standard", metavar="LEVEL",
+                   help="training augmentation: standard (default) or a level the task has (fundus: strong, wider "
+                        "geometric and photometric ranges); recorded in the ledger")
     p.add_argument("--no-resume", action="store_true",
                    help="delete the checkpoints of an earlier, interrupted run (only medzoo's files) and start over")
     p.add_argument("--work-dir", type=Path,
@@ -132,6 +135,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--max-test", type=_positive, help="override the budget's test samples per site (>= 1)")
     p.add_argument("--batch-size", type=_positive)
     p.add_argument("--lr", type=_positive_float)
+    p.add_argument("--augment", metavar="LEVEL", help="training augmentation of every method: standard (default) or a "
+                   "level the task has (fundus: strong)")
     p.add_argument("--opt", action="append", metavar="STRATEGY.KEY=VALUE", help="strategy setting, e.g. ewc.lam=100")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
@@ -161,7 +166,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     path = api.train(args.baton, args.data, args.site, args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                      seed=args.seed, device=args.device, resume=not args.no_resume, key_file=args.key_file, replay=args.replay,
                      work_dir=args.work_dir, max_samples=args.max_samples, amp=not args.no_amp, num_workers=args.num_workers,
-                     progress=not args.quiet, overwrite=args.overwrite, expect_task=args.task)
+                     progress=not args.quiet, overwrite=args.overwrite, expect_task=args.task, augment=args.augment)
     if path is not None:
         info = api.inspect(path)
         last = info["ledger"][-1]
@@ -292,7 +297,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                    external=_csv(args.external), baselines=baselines, seed=args.seed, device=args.device, init=args.init,
                    strategy_opts=sopts, progress=args.progress, epochs=args.epochs, max_train=args.max_train,
                    max_test=args.max_test, batch_size=args.batch_size, lr=args.lr, jobs=args.jobs,
-                   norm_eval=args.norm_eval, lap_epochs=_int_list(args.lap_epochs, "--lap-epochs"))
+                   norm_eval=args.norm_eval, lap_epochs=_int_list(args.lap_epochs, "--lap-epochs"), augment=args.augment)
     tag = "SYNTHETIC " if res.get("synthetic") else ""
     print(f"\nwrote {tag}results {args.out / 'relay_results.json'}, {args.out / 'relay_report.md'} and heatmaps "
           f"R_<strategy>.png ({res['wall_s']} s)")

@@ -186,7 +186,7 @@ def train(baton: str | Path, data: str | Path, site: str, out: str | Path, *, ep
           lr: float = 1e-3, seed: int = 0, device: str = "cpu", resume: bool = True, key_file: str | Path | None = None,
           replay: bool | None = None, work_dir: str | Path | None = None, max_samples: int | None = None,
           eval_split: str | None = "test", amp: bool = True, num_workers: int = 0, progress: bool = True,
-          overwrite: bool = False, expect_task: str | None = None, split: str = "train",
+          overwrite: bool = False, expect_task: str | None = None, split: str = "train", augment: bool | str = True,
           _stop_after_epochs: int | None = None) -> Path | None:
     """Train the baton's model at one site on local data only and write the next baton.
 
@@ -208,6 +208,8 @@ def train(baton: str | Path, data: str | Path, site: str, out: str | Path, *, ep
         eval_split: after training, evaluate on this split of ``data`` for the ledger (None: skip).
         overwrite: replace an existing ``out``. expect_task: refuse a baton for another task.
         split: the split of ``data`` to train on (``"train"``; ``"fit"`` where a task holds a validation split out).
+        augment: the task's training augmentation (``True``), none (``False``), or a level name from the task's
+            ``augment_levels`` (e.g. fundus' ``"strong"``); recorded in the ledger.
 
     Returns:
         The new baton's path (None only when stopped early by ``_stop_after_epochs``, a test seam).
@@ -241,7 +243,11 @@ def train(baton: str | Path, data: str | Path, site: str, out: str | Path, *, ep
             strategy.set_site_options(replay=replay)
         elif replay:
             raise BatonError(f"strategy {b.strategy!r} has no replay to switch on")
-    ds_full = _site_dataset(task, data, split, augment=True)
+    levels = tuple(getattr(task, "augment_levels", ("standard",)))
+    if isinstance(augment, str) and augment not in levels:
+        raise InputError(f"task {task.spec.name} has no augmentation level {augment!r}; it has {', '.join(levels)}")
+    aug_name = "standard" if augment is True or augment == "standard" else augment or "none"
+    ds_full = _site_dataset(task, data, split, augment=True if aug_name == "standard" else augment)
     ds = subset(ds_full, max_samples, seed)
     if rank == 0:
         _prepare_work_dir(work, default=work_dir is None, create=True)
@@ -251,7 +257,9 @@ def train(baton: str | Path, data: str | Path, site: str, out: str | Path, *, ep
     started = now()
     stats = train_site(task, net, ds, cfg, hooks=[strategy], site_name=site, site_index=len(b.training_entries),
                        n_seen=b.n_seen, device=device, progress=progress, checkpoint_dir=work,
-                       stop_after_epochs=_stop_after_epochs, run_identity=_data_identity(data, split, ds_full, max_samples))
+                       stop_after_epochs=_stop_after_epochs,
+                       run_identity={**_data_identity(data, split, ds_full, max_samples),
+                                     **({} if aug_name == "standard" else {"augment": aug_name})})
     if not stats["completed"]:
         return None
     if rank != 0:
@@ -268,7 +276,7 @@ def train(baton: str | Path, data: str | Path, site: str, out: str | Path, *, ep
                "epochs": epochs, "metrics": metrics, "metrics_split": eval_split, "strategy": b.strategy,
                "strategy_settings": b.strategy_settings, "site_options": {"replay": replay},
                "train_config": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "device": device,
-                                "split": split, "max_samples": max_samples, "amp": bool(amp and torch.device(device).type == "cuda"),
+                                "split": split, "max_samples": max_samples, "augment": aug_name, "amp": bool(amp and torch.device(device).type == "cuda"),
                                 "lr_scale": stats.get("lr_scale", 1.0), "warmup_steps": int(stats.get("warmup_steps", 0)),
                                 "resumed_from_epoch": int(stats["resumed_from_epoch"]),
                                 "processes": _dist()[2]},  # under torchrun, batch_size is per process

@@ -23,6 +23,8 @@ class Budget:
             fine-tune the arriving model), e.g. ``(10, 4, 4)``; ``None``: ``epochs`` at every lap. Baselines keep
             ``epochs``: with ``sum(lap_epochs) == epochs * n_sites`` a relay takes as many optimiser steps as
             pooled training.
+        augment: the training augmentation of every method: ``"standard"`` (the task's ``augment=True``) or a name
+            from the task's ``augment_levels`` (e.g. fundus' ``"strong"``).
     """
 
     epochs: int
@@ -35,12 +37,15 @@ class Budget:
     batch_size: int = 4
     lr: float = 1e-3
     lap_epochs: tuple[int, ...] | None = None
+    augment: str = "standard"
 
     def __post_init__(self) -> None:
         if self.lap_epochs is not None:  # a list from JSON or the command line: keep the dataclass hashable
             object.__setattr__(self, "lap_epochs", tuple(int(e) for e in self.lap_epochs))
             if not self.lap_epochs or min(self.lap_epochs) < 1:
                 raise InputError(f"lap_epochs must be positive epoch counts, one per site; got {list(self.lap_epochs)}")
+        if not isinstance(self.augment, str) or not self.augment:
+            raise InputError(f"augment must be the name of an augmentation level, got {self.augment!r}")
 
     def epochs_at(self, lap: int) -> int:
         """Epochs of the relay's lap at 0-based position ``lap`` of the site order."""

@@ -174,6 +174,9 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
     if b.lap_epochs is not None and len(b.lap_epochs) != len(sites):
         raise InputError(f"lap_epochs {list(b.lap_epochs)} gives {len(b.lap_epochs)} laps for {len(sites)} sites; "
                          "give one epoch count per site")
+    levels = tuple(getattr(task, "augment_levels", ("standard",)))
+    if b.augment != "standard" and b.augment not in levels:
+        raise InputError(f"task {task_name} has no augmentation level {b.augment!r}; it has {', '.join(levels)}")
     strat_names = list_strategies() if strategies == "all" else list(strategies if not isinstance(strategies, str) else [strategies])
     order_list = [list(o) for o in itertools.permutations(sites)] if orders == "all" else \
         [list(sites)] if orders == "given" else [list(o) for o in orders]
@@ -239,7 +242,8 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
                     "sum_of_part_run_times_s": 0.0}
     all_sites = list(dict.fromkeys([*sites, *external]))
     test = {s: CachedDataset(api.subset(task.build_dataset(s, test_split), b.max_test, seed)) for s in all_sites}
-    train = {s: api.subset(task.build_dataset(s, train_split, augment=True), b.max_train, seed) for s in sites}
+    aug: bool | str = True if b.augment == "standard" else b.augment
+    train = {s: api.subset(task.build_dataset(s, train_split, augment=aug), b.max_train, seed) for s in sites}
     init_scores = {s: _eval(task, net0, test[s], device)[0] for s in all_sites}
     cfg = TrainConfig(epochs=b.epochs, batch_size=b.batch_size, lr=b.lr, seed=seed)
     log(f"{tag}relay simulation: task={task_name} sites={','.join(sites)} external={','.join(external) or '-'} "
@@ -272,7 +276,7 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
             samples: list[list[list[float]]] = []
             taken_over: list[dict[str, Any]] = []
             lap_cfg = {"epochs": 0, "batch_size": b.batch_size, "lr": b.lr, "seed": seed, "device": device,
-                   "split": train_split, "max_samples": b.max_train}
+                   "split": train_split, "max_samples": b.max_train, "augment": b.augment}
             for i, s in enumerate(order):
                 nxt = bdir / f"{i + 1}-{Path(str(s)).name}.baton"
                 lap_cfg["epochs"] = b.epochs_at(i)
@@ -283,7 +287,7 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
                 else:  # resume=True: a killed lap continues from its last epoch checkpoint (one of another run is ignored)
                     api.train(prev, s, str(s), nxt, epochs=b.epochs_at(i), batch_size=b.batch_size, lr=b.lr, seed=seed,
                               device=device, resume=True, max_samples=b.max_train, eval_split=None, overwrite=True,
-                              progress=progress, split=train_split)
+                              progress=progress, split=train_split, augment=aug)
                 prev = nxt
                 bt = Baton.read(nxt)
                 _, net, _ = api._build(bt)

@@ -39,7 +39,7 @@ def load_priors(paths: Sequence[str | Path]) -> list[tuple[str, dict[str, Any]]]
 
 
 IDENTITY_DEFAULTS = {"train_split": "train", "test_split": "test", "norm_eval": "running"}  # what files written before these keys meant
-BUDGET_DEFAULTS = {"lap_epochs": None}  # budget fields added later, as files written before them meant
+BUDGET_DEFAULTS = {"lap_epochs": None, "augment": "standard"}  # budget fields added later, as files written before them meant
 
 
 def _with_defaults(key: str, value: Any, ignore: Sequence[str] = ()) -> Any:
@@ -110,6 +110,9 @@ def start_matches(path: Path, task: Task, net0: nn.Module, init_sha: str, strate
             and state_fingerprint(b.model_state) == init_sha)
 
 
+LAP_DEFAULTS = {"augment": "standard"}  # training settings added later, as ledgers written before them meant
+
+
 def finished_lap(prev: Path, nxt: Path, site: str, cfg: Mapping[str, Any], n_samples: int) -> dict[str, Any] | None:
     """The ledger entry of ``nxt`` when it is a finished lap of this relay: a valid baton whose ledger is ``prev``'s
     plus one training entry at ``site`` with the same training settings ``cfg`` and sample count; else None."""
@@ -123,5 +126,5 @@ def finished_lap(prev: Path, nxt: Path, site: str, cfg: Mapping[str, Any], n_sam
     tc = e.get("train_config", {})
     same = (len(b.ledger) == len(a.ledger) + 1 and e.get("prev_hash") == a.ledger[-1]["hash"] and e.get("kind") == "train"
             and e.get("site") == site and e.get("n_samples") == n_samples and e.get("strategy_settings") == a.strategy_settings
-            and all(tc.get(k, "missing") == v for k, v in cfg.items()))
+            and all(tc.get(k, LAP_DEFAULTS.get(k, "missing")) == v for k, v in cfg.items()))
     return e if same else None

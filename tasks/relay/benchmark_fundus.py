@@ -94,9 +94,9 @@ def preset_budget(preset: str) -> Any:
                    max_test=p["max_test"], gen_epochs=p["gen_epochs"], n_boot=p["n_boot"])
 
 
-def run_budget(preset: str, lap_epochs: str | None = None, lr: float | None = None) -> Any:
-    """The preset's budget with the command line's ``--lap-epochs`` and ``--lr`` applied (both recorded in the
-    published budget, so a run at another learning rate is never taken over as one at the preset's)."""
+def run_budget(preset: str, lap_epochs: str | None = None, lr: float | None = None, augment: str | None = None) -> Any:
+    """The preset's budget with the command line's ``--lap-epochs``, ``--lr`` and ``--augment`` applied (all recorded
+    in the published budget, so a run at another learning rate is never taken over as one at the preset's)."""
     from dataclasses import replace
 
     budget = preset_budget(preset)
@@ -106,6 +106,8 @@ def run_budget(preset: str, lap_epochs: str | None = None, lr: float | None = No
         if not (lr > 0 and math.isfinite(lr)):
             raise SystemExit(f"--lr must be a positive finite number, got {lr}")
         budget = replace(budget, lr=float(lr))
+    if augment is not None:
+        budget = replace(budget, augment=augment)
     return budget
 
 
@@ -221,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--lr", type=positive_float, default=None,
                     help="peak learning rate (AdamW) of every method, strategies and baselines alike (default: the "
                          "budget's, 1e-3)")
+    ap.add_argument("--augment", choices=("standard", "strong"), default=None,
+                    help="training augmentation of every method (medzoo.tasks.fundus.transforms.train_augment; "
+                         "default: standard, the shipped weights' recipe)")
     ap.add_argument("--reuse", action="append", default=[], type=Path, metavar="FILE",
                     help="an earlier relay_results.json or published benchmark JSON to take matching runs and "
                          "baselines over from (repeatable)")
@@ -255,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     from medzoo.relay.strategies import list_strategies
 
     wanted = list_strategies() if p["strategies"] == "all" else list(p["strategies"])
-    budget = run_budget(args.preset, args.lap_epochs, args.lr)
+    budget = run_budget(args.preset, args.lap_epochs, args.lr, args.augment)
     common = dict(budget=budget, seed=args.seed, device=args.device, progress=False,
                   strategy_opts=opts or None, norm_eval=args.norm_eval, **({"train_split": "fit", "test_split": "val"} if args.validation else {}))
     run_dir = args.out / (args.preset + ("-validation" if args.validation else "")

@@ -115,6 +115,11 @@ def test_cli_relay_round(toy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main(["relay", "start", "--task", toy.spec.name, "--out", str(tmp_path / "i.baton"), "--strategy", "lwf",
                  "--norm-eval", "image"]) == 0
     assert api.inspect(tmp_path / "i.baton")["architecture"]["norm_eval"] == "image"
+    # the training augmentation is recorded; a level the task does not have is refused before anything is written
+    assert [e["train_config"]["augment"] for e in api.inspect(b1)["ledger"] if e.get("kind") == "train"] == ["standard"]
+    assert main(["relay", "train", str(b0), "--data", "a", "--site", "a", "--out", str(tmp_path / "s.baton"),
+                 "--augment", "strong", "--quiet"]) == 2
+    assert "has no augmentation level 'strong'" in capsys.readouterr().err and not (tmp_path / "s.baton").exists()
 
 
 def test_cli_simulate_and_strategies(toy, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
@@ -131,6 +136,8 @@ def test_cli_simulate_and_strategies(toy, tmp_path: Path, capsys: pytest.Capture
     assert "SYNTHETIC ewc [a -> b]" in out and (tmp_path / "sim" / "relay_report.md").is_file()
     assert main([*args, "--opt", "ewc.nonsense=1"]) == 2
     assert "unknown option" in capsys.readouterr().err
+    assert main([*args, "--augment", "strong"]) == 2  # the toy task has only its standard augmentation
+    assert "has no augmentation level 'strong'" in capsys.readouterr().err
 
 
 def test_finetuned_model_describes_itself_not_the_pretrained_file(toy) -> None:  # type: ignore[no-untyped-def]

@@ -60,3 +60,14 @@ def test_lr_and_lap_epochs_reach_the_budget() -> None:
     for bad in (0.0, -1e-3, float("nan"), float("inf")):
         with pytest.raises(SystemExit, match="--lr must be"):
             mod.run_budget("reduced", None, bad)
+
+
+def test_augment_option_reaches_the_budget() -> None:
+    import pytest
+
+    mod = _script()
+    assert mod.run_budget("reduced", augment="strong").augment == "strong"
+    assert mod.run_budget("reduced").augment == "standard"
+    assert mod.build_parser().parse_args(["--augment", "strong"]).augment == "strong"
+    with pytest.raises(SystemExit):
+        mod.build_parser().parse_args(["--augment", "extreme"])

@@ -146,3 +146,40 @@ def test_lap_epochs_set_each_laps_training_and_keep_the_baselines(toy, tmp_path:
         simulate(toy.spec.name, ["a", "b", "c"], tmp_path / "five", lap_epochs=[2, 1], **kw)
     with pytest.raises(InputError, match="positive"):
         Budget(epochs=1, max_train=1, max_test=1, cycles=1, rounds=1, gen_epochs=1, n_boot=1, lap_epochs=(2, 0))
+
+
+def test_augment_level_reaches_every_training_set_and_is_part_of_the_identity(toy, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """``Budget.augment``: a level the task lacks is refused before any training; a level it has reaches the
+    training datasets of relays and baselines alike (test data stays unaugmented), is recorded, and results with
+    another level are never taken over (a file written before the field counts as ``standard``)."""
+    from medzoo.errors import InputError
+
+    kw = dict(budget="tiny", epochs=1, n_boot=20, log=lambda s: None, strategies=["naive"], baselines=["pooled"])
+    with pytest.raises(InputError, match="no augmentation level 'strong'"):
+        simulate(toy.spec.name, ["a", "b"], tmp_path / "refused", augment="strong", **kw)
+    assert not (tmp_path / "refused" / "relay_results.json").exists()
+    default = simulate(toy.spec.name, ["a", "b"], tmp_path / "default", **kw)
+    prior = tmp_path / "default" / "relay_results.json"
+    old = json.loads(prior.read_text())
+    assert old["budget"]["augment"] == "standard"
+    del old["budget"]["augment"]  # written before the field existed
+    prior.write_text(json.dumps(old))
+    again = simulate(toy.spec.name, ["a", "b"], tmp_path / "again", reuse=[prior], **kw)
+    assert again["reused"]["runs"] == ["naive:a-b"] and again["reused"]["baselines"] == {"pooled": str(prior)}
+
+    asked: list[tuple[str, object]] = []
+    build = type(toy).build_dataset
+
+    def spy(self, source, split, augment=False, **k):  # type: ignore[no-untyped-def]
+        asked.append((split, augment))
+        return build(self, source, split, augment=bool(augment), **k)
+
+    monkeypatch.setattr(type(toy), "build_dataset", spy)
+    monkeypatch.setattr(type(toy), "augment_levels", ("standard", "strong"), raising=False)
+    strong = simulate(toy.spec.name, ["a", "b"], tmp_path / "strong", reuse=[prior], augment="strong", **kw)
+    assert set(asked) == {("train", "strong"), ("test", False)}
+    assert strong["budget"]["augment"] == "strong"
+    ledger = Baton.read(strong["runs"][0]["baton"]).ledger
+    assert [e["train_config"]["augment"] for e in ledger if e.get("kind") == "train"] == ["strong", "strong"]
+    assert strong["reused"] == {"runs": [], "baselines": {}, "wall_s": 0.0}
+    assert default["budget"]["augment"] == "standard"

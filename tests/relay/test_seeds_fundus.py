@@ -38,7 +38,9 @@ def test_summary_over_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     good = {"drive": 0.74, "stare": 0.70, "hrf": 0.74}
     bad = {"drive": 0.74, "stare": 0.66, "hrf": 0.74}  # loses to the DRIVE model on STARE
     (tmp_path / "relay_fundus.json").write_text(json.dumps(_doc(0, 0.75, (0.72, -0.04, bad))))
-    (tmp_path / "relay_fundus_seed1.json").write_text(json.dumps(_doc(1, 0.74, (0.73, -0.005, good))))
+    newer = _doc(1, 0.74, (0.73, -0.005, good))
+    newer["results"]["budget"].update(lap_epochs=None, augment="standard")  # fields an older file lacks, at their defaults
+    (tmp_path / "relay_fundus_seed1.json").write_text(json.dumps(newer))
     # an ablation run at seed 1 sits beside the seed files: it is not a seed of the benchmark
     (tmp_path / "relay_fundus_seed1_ablation_x.json").write_text(json.dumps(_doc(1, 0.5, (0.1, -0.5, bad))))
     mod = _script()
@@ -65,6 +67,15 @@ def test_summary_over_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert agg["per_site"]["hrf"]["right_after_minus_final"]["mean"] == pytest.approx(0.0)
     assert "| lwf | stare | +0.0600 ± 0.0283 | +0.0400 ± 0.0000 | +0.0200 ± 0.0283 |" in (tmp_path / "relay_fundus_seeds.md").read_text()
     (tmp_path / "relay_fundus_seed2.json").write_text(json.dumps(_doc(2, 0.74, (0.73, -0.005, good), budget=3)))
+    argv, sys.argv = sys.argv, ["seeds_fundus.py", "--bench-dir", str(tmp_path)]
+    try:
+        assert mod.main() == 2
+    finally:
+        sys.argv = argv
+    assert "different budgets" in capsys.readouterr().err
+    other = _doc(2, 0.74, (0.73, -0.005, good))
+    other["results"]["budget"]["augment"] = "strong"  # another augmentation is another budget
+    (tmp_path / "relay_fundus_seed2.json").write_text(json.dumps(other))
     argv, sys.argv = sys.argv, ["seeds_fundus.py", "--bench-dir", str(tmp_path)]
     try:
         assert mod.main() == 2

@@ -191,3 +191,27 @@ def test_derive_fov_on_synthetic_disc() -> None:
     img = _fundus_like(100, 120)
     fov = derive_fov(img)
     assert fov[50, 60] == 1 and fov[0, 0] == 0 and 0.4 < fov.mean() < 0.8
+
+
+def test_augment_levels(tmp_path: Path) -> None:
+    """``augment="strong"`` (domain randomisation) varies a patch's intensity more than the standard recipe, keeps
+    the image in [0, 1] and the masks binary; an unknown level is refused with its name."""
+    from medzoo.tasks.fundus.transforms import train_augment
+
+    flat = np.full((64, 64, 1), 0.5, np.float32)
+    masks = [np.zeros((64, 64), np.uint8), np.ones((64, 64), np.uint8)]
+
+    def spread(level: str) -> float:
+        aug = train_augment("vessels", level)
+        aug.set_random_seed(0)  # type: ignore[attr-defined]
+        means = [float(np.clip(aug(image=flat, masks=masks)["image"], 0, 1).mean()) for _ in range(300)]  # type: ignore[operator]
+        return float(np.std(means))
+
+    assert spread("strong") > 1.5 * spread("standard")
+    train = fundus.VesselTask().build_dataset(_vessel_folder(tmp_path / "site"), "train", augment="strong")
+    for i in range(4):
+        s = train[i]
+        assert 0 <= float(s["image"].min()) and float(s["image"].max()) <= 1
+        assert set(np.unique(s["target"].numpy())) <= {0.0, 1.0}
+    with pytest.raises(InputError, match="'extreme'"):
+        fundus.VesselTask().build_dataset(_vessel_folder(tmp_path / "other"), "train", augment="extreme")

@@ -84,16 +84,18 @@ class VesselPatches(Dataset[dict[str, Any]]):
         records: labelled images.
         patches_per_image: dataset length is ``len(records) * patches_per_image`` (one "epoch").
         patch: crop side in pixels.
-        augment: apply :func:`~medzoo.tasks.fundus.transforms.train_augment`.
+        augment: apply :func:`~medzoo.tasks.fundus.transforms.train_augment` (``True``: ``"standard"``, or a level
+            of :data:`~medzoo.tasks.fundus.transforms.AUGMENT_LEVELS`).
     """
 
     def __init__(self, records: Sequence[Record], *, patches_per_image: int = 8, patch: int = VESSEL_PATCH,
-                 augment: bool = False) -> None:
+                 augment: bool | str = False) -> None:
         self.records = list(records)
         self.samples = [load_vessel_sample(r) for r in self.records]
         self.fov_idx = [np.flatnonzero(f.ravel()) for _, _, f in self.samples]
         self.ppi, self.patch = patches_per_image, patch
-        self.aug = T.train_augment("vessels") if augment else None
+        level = T.augment_level(augment)
+        self.aug = T.train_augment("vessels", level) if level else None
 
     def __len__(self) -> int:
         return len(self.records) * self.ppi
@@ -141,10 +143,11 @@ class DiscImages(Dataset[dict[str, Any]]):
     """Disc/cup images. Training (``crop=True``): resized, padded/cropped to :data:`DISC_CROP`, optionally
     augmented; evaluation (``crop=False``): resized and padded input, target at the stored resolution."""
 
-    def __init__(self, records: Sequence[Record], *, crop: bool, augment: bool = False) -> None:
+    def __init__(self, records: Sequence[Record], *, crop: bool, augment: bool | str = False) -> None:
         self.records = list(records)
         self.crop = crop
-        self.aug = T.train_augment("disc") if augment else None
+        level = T.augment_level(augment)
+        self.aug = T.train_augment("disc", level) if level else None
         self.samples = []
         for r in self.records:
             rgb, tgt = load_disc_sample(r)

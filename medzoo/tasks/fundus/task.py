@@ -16,12 +16,14 @@ from medzoo.core import EvalResult, StepOutput, TaskSpec, load_state_dict_strict
 from medzoo.tasks.fundus import metric as M
 from medzoo.tasks.fundus.dataset import DiscImages, VesselImages, VesselPatches, disc_network_size
 from medzoo.tasks.fundus.loss import dice_bce_loss, sigmoid_distill_loss
+from medzoo.tasks.fundus.transforms import AUGMENT_LEVELS
 from medzoo.tasks.fundus.model import DEFAULT_DECODER, DEFAULT_ENCODER, FundusModel, build_unet
 from medzoo.tasks.fundus.sources import DISC_SITES, VESSEL_SITES, resolve
 
 
 class _FundusTask:
     predict_options: tuple[str, ...] = ("threshold",)  # the input options predict_files uses (the CLI refuses others)
+    augment_levels: tuple[str, ...] = AUGMENT_LEVELS  # what build_dataset(augment=...) takes besides True/False
     spec: TaskSpec
     kind: str
     sites: tuple[str, ...]
@@ -111,7 +113,7 @@ class VesselTask(_FundusTask):
     spec = TaskSpec(name="fundus-vessels", family="fundus", target_kind="mask", num_outputs=1, in_chans=1,
                     input_size=(256, 256), primary_metric="dice", classes=("vessel",))
 
-    def build_dataset(self, source: str | Path, split: str, *, augment: bool = False,
+    def build_dataset(self, source: str | Path, split: str, *, augment: bool | str = False,
                       patches_per_image: int = 8) -> Dataset[Any]:
         """Training split (``train``, or ``fit``: the training images less the ``val`` ones): random 256 px patches
         (FOV-centred, ``patches_per_image`` per image and epoch); ``test``/``val``/``all``: whole images with their FOV.
@@ -156,7 +158,7 @@ class DiscCupTask(_FundusTask):
     spec = TaskSpec(name="fundus-disc", family="fundus", target_kind="mask", num_outputs=2, in_chans=3,
                     input_size=(352, 384), primary_metric="dice_mean", classes=("disc", "cup"))
 
-    def build_dataset(self, source: str | Path, split: str, *, augment: bool = False) -> Dataset[Any]:
+    def build_dataset(self, source: str | Path, split: str, *, augment: bool | str = False) -> Dataset[Any]:
         """Training split (``train``/``fit``): resized 352x384 crops; ``test``/``val``/``all``: whole resized images,
         targets at stored size."""
         _, recs = resolve(source, split, kind="disc")

@@ -15,6 +15,8 @@ import os
 import cv2
 import numpy as np
 
+from medzoo.errors import InputError
+
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 #: networks downsample 5 times: inputs are padded to a multiple of this.
@@ -123,14 +125,48 @@ def pad_to_multiple(arr: np.ndarray, multiple: int = MULTIPLE) -> tuple[np.ndarr
     return arr, (h, w)
 
 
-def train_augment(kind: str) -> object:
+AUGMENT_LEVELS = ("standard", "strong")
+"""Strengths of :func:`train_augment`: ``standard`` (the shipped weights' recipes) and ``strong`` (wider geometric
+and photometric ranges plus blur, down-scaling and sharpening: domain randomisation across cameras and sites)."""
+
+
+def augment_level(augment: bool | str) -> str | None:
+    """The :data:`AUGMENT_LEVELS` entry a dataset's ``augment`` argument asks for (``True``: ``standard``), or
+    ``None`` for no augmentation.
+
+    Raises:
+        InputError: an unknown level.
+    """
+    if augment is False or augment is None:
+        return None
+    if augment is True:
+        return "standard"
+    if augment not in AUGMENT_LEVELS:
+        raise InputError(f"unknown augmentation level {augment!r}; expected one of {', '.join(AUGMENT_LEVELS)}")
+    return str(augment)
+
+
+def train_augment(kind: str, strength: str = "standard") -> object:
     """Albumentations pipeline of the training patches (geometry + photometric jitter on the network input).
 
     Args:
         kind: ``"vessels"`` (1-channel patches) or ``"disc"`` (3-channel crops).
+        strength: one of :data:`AUGMENT_LEVELS`.
     """
     import albumentations as A
 
+    if augment_level(strength) == "strong":
+        geo = [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5) if kind == "vessels" else A.NoOp(),
+               A.RandomRotate90(p=0.5) if kind == "vessels" else A.NoOp(),
+               A.Affine(scale=(0.7, 1.4) if kind == "vessels" else (0.8, 1.2), rotate=(-30, 30),
+                        translate_percent=(-0.05, 0.05), border_mode=cv2.BORDER_CONSTANT, p=0.8)]
+        photo = [A.RandomBrightnessContrast(0.3, 0.3, p=0.8), A.RandomGamma((65, 150), p=0.6),
+                 A.OneOf([A.GaussianBlur(blur_limit=(3, 7), sigma_limit=(0.3, 1.5)),
+                          A.Downscale(scale_range=(0.5, 0.9),
+                                      interpolation_pair={"downscale": cv2.INTER_AREA, "upscale": cv2.INTER_LINEAR}),
+                          A.Sharpen(alpha=(0.1, 0.4), lightness=(0.9, 1.1))], p=0.4),
+                 A.GaussNoise(std_range=(0.0, 0.06), p=0.3)]
+        return A.Compose(geo + photo)
     geo = [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5) if kind == "vessels" else A.NoOp(),
            A.RandomRotate90(p=0.5) if kind == "vessels" else A.NoOp(),
            A.Affine(scale=(0.8, 1.25) if kind == "vessels" else (0.85, 1.15), rotate=(-20, 20),
