@@ -34,6 +34,14 @@ def _doc(seed: int, pooled: float, lwf: tuple[float, float, dict], budget: int =
                                   "final_avg": 0.0, "bwt": -1.0, "final_row": row, "R": R}]}}
 
 
+def _run(mod, bench_dir: Path) -> int:  # type: ignore[no-untyped-def]
+    argv, sys.argv = sys.argv, ["seeds_fundus.py", "--bench-dir", str(bench_dir)]
+    try:
+        return int(mod.main())
+    finally:
+        sys.argv = argv
+
+
 def test_summary_over_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     good = {"drive": 0.74, "stare": 0.70, "hrf": 0.74}
     bad = {"drive": 0.74, "stare": 0.66, "hrf": 0.74}  # loses to the DRIVE model on STARE
@@ -44,11 +52,7 @@ def test_summary_over_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     # an ablation run at seed 1 sits beside the seed files: it is not a seed of the benchmark
     (tmp_path / "relay_fundus_seed1_ablation_x.json").write_text(json.dumps(_doc(1, 0.5, (0.1, -0.5, bad))))
     mod = _script()
-    argv, sys.argv = sys.argv, ["seeds_fundus.py", "--bench-dir", str(tmp_path)]
-    try:
-        assert mod.main() == 0
-    finally:
-        sys.argv = argv
+    assert _run(mod, tmp_path) == 0
     out = json.loads((tmp_path / "relay_fundus_seeds.json").read_text())
     s0, s1 = out["per_seed"]
     assert out["sources"] == ["relay_fundus.json", "relay_fundus_seed1.json"]
@@ -67,18 +71,10 @@ def test_summary_over_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert agg["per_site"]["hrf"]["right_after_minus_final"]["mean"] == pytest.approx(0.0)
     assert "| lwf | stare | +0.0600 ± 0.0283 | +0.0400 ± 0.0000 | +0.0200 ± 0.0283 |" in (tmp_path / "relay_fundus_seeds.md").read_text()
     (tmp_path / "relay_fundus_seed2.json").write_text(json.dumps(_doc(2, 0.74, (0.73, -0.005, good), budget=3)))
-    argv, sys.argv = sys.argv, ["seeds_fundus.py", "--bench-dir", str(tmp_path)]
-    try:
-        assert mod.main() == 2
-    finally:
-        sys.argv = argv
+    assert _run(mod, tmp_path) == 2
     assert "different budgets" in capsys.readouterr().err
     other = _doc(2, 0.74, (0.73, -0.005, good))
     other["results"]["budget"]["augment"] = "strong"  # another augmentation is another budget
     (tmp_path / "relay_fundus_seed2.json").write_text(json.dumps(other))
-    argv, sys.argv = sys.argv, ["seeds_fundus.py", "--bench-dir", str(tmp_path)]
-    try:
-        assert mod.main() == 2
-    finally:
-        sys.argv = argv
+    assert _run(mod, tmp_path) == 2
     assert "different budgets" in capsys.readouterr().err
