@@ -152,6 +152,23 @@ class Task(Protocol):
         ...
 
 
+def dataset_augment(task: Task, level: bool | str) -> bool | str:
+    """The ``augment`` argument of ``task.build_dataset`` for a training-augmentation choice: ``True``/``False``
+    unchanged, ``"standard"`` as ``True``, any other name only when it is one of the task's ``augment_levels``.
+
+    Raises:
+        InputError: a level the task does not have (before any data is read or anything written).
+    """
+    from medzoo.errors import InputError
+
+    if isinstance(level, bool) or level == "standard":
+        return True if level == "standard" else level
+    levels = tuple(getattr(task, "augment_levels", ("standard",)))
+    if level not in levels:
+        raise InputError(f"task {task.spec.name} has no augmentation level {level!r}; it has {', '.join(levels)}")
+    return level
+
+
 class TaskModel:
     """A network bound to its task. Task modules subclass it to add ``predict`` and friends.
 

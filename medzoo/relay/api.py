@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, Subset
 
-from medzoo.core import EvalResult, Task, TaskModel, load_state_dict_strict
+from medzoo.core import EvalResult, Task, TaskModel, dataset_augment, load_state_dict_strict
 from medzoo.errors import BatonError, InputError
 from medzoo.relay.baton import Baton, now
 from medzoo.relay.finetune import finetune, finetuned_meta  # noqa: F401  (api.finetune: one new site, no baton)
@@ -243,11 +243,9 @@ def train(baton: str | Path, data: str | Path, site: str, out: str | Path, *, ep
             strategy.set_site_options(replay=replay)
         elif replay:
             raise BatonError(f"strategy {b.strategy!r} has no replay to switch on")
-    levels = tuple(getattr(task, "augment_levels", ("standard",)))
-    if isinstance(augment, str) and augment not in levels:
-        raise InputError(f"task {task.spec.name} has no augmentation level {augment!r}; it has {', '.join(levels)}")
-    aug_name = "standard" if augment is True or augment == "standard" else augment or "none"
-    ds_full = _site_dataset(task, data, split, augment=True if aug_name == "standard" else augment)
+    aug = dataset_augment(task, augment)
+    aug_name = "standard" if aug is True else aug or "none"
+    ds_full = _site_dataset(task, data, split, augment=aug)
     ds = subset(ds_full, max_samples, seed)
     if rank == 0:
         _prepare_work_dir(work, default=work_dir is None, create=True)

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from medzoo.core import Task, save_model
+from medzoo.core import Task, dataset_augment, save_model
 from medzoo.errors import InputError
 from medzoo.norm import apply_norm_eval, norm_eval_of
 from medzoo.relay import api, metrics
@@ -174,9 +174,7 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
     if b.lap_epochs is not None and len(b.lap_epochs) != len(sites):
         raise InputError(f"lap_epochs {list(b.lap_epochs)} gives {len(b.lap_epochs)} laps for {len(sites)} sites; "
                          "give one epoch count per site")
-    levels = tuple(getattr(task, "augment_levels", ("standard",)))
-    if b.augment != "standard" and b.augment not in levels:
-        raise InputError(f"task {task_name} has no augmentation level {b.augment!r}; it has {', '.join(levels)}")
+    aug = dataset_augment(task, b.augment)  # refuses a level the task does not have, before anything is written
     strat_names = list_strategies() if strategies == "all" else list(strategies if not isinstance(strategies, str) else [strategies])
     order_list = [list(o) for o in itertools.permutations(sites)] if orders == "all" else \
         [list(sites)] if orders == "given" else [list(o) for o in orders]
@@ -242,7 +240,6 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
                     "sum_of_part_run_times_s": 0.0}
     all_sites = list(dict.fromkeys([*sites, *external]))
     test = {s: CachedDataset(api.subset(task.build_dataset(s, test_split), b.max_test, seed)) for s in all_sites}
-    aug: bool | str = True if b.augment == "standard" else b.augment
     train = {s: api.subset(task.build_dataset(s, train_split, augment=aug), b.max_train, seed) for s in sites}
     init_scores = {s: _eval(task, net0, test[s], device)[0] for s in all_sites}
     cfg = TrainConfig(epochs=b.epochs, batch_size=b.batch_size, lr=b.lr, seed=seed)

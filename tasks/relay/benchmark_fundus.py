@@ -63,6 +63,7 @@ from typing import Any
 from common import ROOT, add_publish_dir, publish
 
 from medzoo.cli.argtypes import positive_float
+from medzoo.tasks.fundus.transforms import AUGMENT_LEVELS
 
 SITES = ["drive", "stare", "hrf"]
 PRESETS: dict[str, dict[str, Any]] = {
@@ -223,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--lr", type=positive_float, default=None,
                     help="peak learning rate (AdamW) of every method, strategies and baselines alike (default: the "
                          "budget's, 1e-3)")
-    ap.add_argument("--augment", choices=("standard", "strong"), default=None,
+    ap.add_argument("--augment", choices=AUGMENT_LEVELS, default=None,
                     help="training augmentation of every method (medzoo.tasks.fundus.transforms.train_augment; "
                          "default: standard, the shipped weights' recipe)")
     ap.add_argument("--reuse", action="append", default=[], type=Path, metavar="FILE",

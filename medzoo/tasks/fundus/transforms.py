@@ -155,22 +155,21 @@ def train_augment(kind: str, strength: str = "standard") -> object:
     """
     import albumentations as A
 
-    if augment_level(strength) == "strong":
-        geo = [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5) if kind == "vessels" else A.NoOp(),
-               A.RandomRotate90(p=0.5) if kind == "vessels" else A.NoOp(),
-               A.Affine(scale=(0.7, 1.4) if kind == "vessels" else (0.8, 1.2), rotate=(-30, 30),
-                        translate_percent=(-0.05, 0.05), border_mode=cv2.BORDER_CONSTANT, p=0.8)]
+    strong = augment_level(strength) == "strong"
+    vessels = kind == "vessels"
+    scale = ((0.7, 1.4) if vessels else (0.8, 1.2)) if strong else ((0.8, 1.25) if vessels else (0.85, 1.15))
+    geo = [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5) if vessels else A.NoOp(),
+           A.RandomRotate90(p=0.5) if vessels else A.NoOp(),
+           A.Affine(scale=scale, rotate=(-30, 30) if strong else (-20, 20), translate_percent=(-0.05, 0.05),
+                    border_mode=cv2.BORDER_CONSTANT, p=0.8 if strong else 0.7)]
+    if strong:
         photo = [A.RandomBrightnessContrast(0.3, 0.3, p=0.8), A.RandomGamma((65, 150), p=0.6),
                  A.OneOf([A.GaussianBlur(blur_limit=(3, 7), sigma_limit=(0.3, 1.5)),
                           A.Downscale(scale_range=(0.5, 0.9),
                                       interpolation_pair={"downscale": cv2.INTER_AREA, "upscale": cv2.INTER_LINEAR}),
                           A.Sharpen(alpha=(0.1, 0.4), lightness=(0.9, 1.1))], p=0.4),
                  A.GaussNoise(std_range=(0.0, 0.06), p=0.3)]
-        return A.Compose(geo + photo)
-    geo = [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5) if kind == "vessels" else A.NoOp(),
-           A.RandomRotate90(p=0.5) if kind == "vessels" else A.NoOp(),
-           A.Affine(scale=(0.8, 1.25) if kind == "vessels" else (0.85, 1.15), rotate=(-20, 20),
-                    translate_percent=(-0.05, 0.05), border_mode=cv2.BORDER_CONSTANT, p=0.7)]
-    photo = [A.RandomBrightnessContrast(0.15, 0.15, p=0.7), A.RandomGamma((85, 115), p=0.4),
-             A.GaussianBlur(blur_limit=(3, 3), p=0.15), A.GaussNoise(std_range=(0.0, 0.03), p=0.2)]
+    else:
+        photo = [A.RandomBrightnessContrast(0.15, 0.15, p=0.7), A.RandomGamma((85, 115), p=0.4),
+                 A.GaussianBlur(blur_limit=(3, 3), p=0.15), A.GaussNoise(std_range=(0.0, 0.03), p=0.2)]
     return A.Compose(geo + photo)
