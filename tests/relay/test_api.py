@@ -13,7 +13,8 @@ from medzoo.relay import api
 from medzoo.relay.baton import Baton
 
 
-@pytest.mark.parametrize("strategy,opts", [("lwf", {}), ("relay", {"gen_epochs": 1, "gen_size": 16})])
+@pytest.mark.parametrize("strategy,opts", [("lwf", {}), ("lwf", {"distill_inputs": "perturbed"}),
+                                           ("relay", {"gen_epochs": 1, "gen_size": 16})])
 def test_killed_and_resumed_ends_with_same_weights(toy, tmp_path: Path, strategy: str, opts: dict) -> None:  # type: ignore[no-untyped-def,type-arg]
     b0 = api.start(toy.spec.name, tmp_path / "0.baton", strategy=strategy, **opts)
     b1 = api.train(b0, "a", "a", tmp_path / "1.baton", epochs=2, lr=0.01, progress=False)

@@ -376,3 +376,49 @@ def test_carry_optimizer_starts_the_next_site_from_the_carried_second_moments(to
     opt2 = torch.optim.AdamW(net.parameters(), lr=1e-3)
     off.setup_optimizer(_ctx(toy, net), opt2)
     assert not opt2.state
+
+
+def test_lwf_distill_inputs_perturbed_distils_on_the_tasks_perturbed_view(toy) -> None:  # type: ignore[no-untyped-def]
+    """``distill_inputs="perturbed"``: the penalty is the distillation on ``task.perturb_batch(batch)`` (not on the
+    batch), its extra pass leaves BatchNorm running statistics alone, it is reproducible under torch's seed, and
+    ``"both"`` is the mean of the two terms; a task without ``perturb_batch`` is refused before training."""
+    seeds: list[int] = []
+
+    def perturb(batch, *, seed):  # type: ignore[no-untyped-def]
+        seeds.append(seed)
+        g = torch.Generator().manual_seed(seed)
+        return {**batch, "image": (batch["image"] * 3 + torch.rand(batch["image"].shape, generator=g)).clamp(0, 5)}
+
+    toy.perturb_batch = perturb
+    net = toy.build_model()
+    batch = next(iter(torch.utils.data.DataLoader(toy.build_dataset("b", "train"), batch_size=8)))
+    arriving = copy.deepcopy(net)
+    with torch.no_grad():
+        net.fc.weight.mul_(-2)  # the student has moved away from the arriving model
+    ctx = _ctx(toy, arriving)
+    terms = {}
+    for mode in ("batch", "perturbed", "both"):
+        s = make_strategy("lwf", alpha=1.0, distill_inputs=mode)
+        s.before_site(ctx)  # teacher = the arriving model
+        ctx_student = _ctx(toy, net)
+        net.train()
+        out = toy.step(net, batch)
+        stats = {k: v.clone() for k, v in net.bn.state_dict().items() if "running" in k}
+        torch.manual_seed(0)
+        terms[mode] = s.extra_loss(ctx_student, batch, out)
+        assert all(torch.equal(stats[k], net.bn.state_dict()[k]) for k in stats)  # running statistics untouched
+        assert terms[mode].requires_grad and float(terms[mode].detach()) > 0
+        terms[mode] = terms[mode].detach()
+    assert seeds[0] == seeds[1]  # the view's randomness follows torch's (epoch-reseeded) generator
+    view = perturb(batch, seed=seeds[0])
+    want = Distillation(toy, 1.0)
+    want.set_teacher(arriving)
+    assert float(terms["perturbed"]) == pytest.approx(float(want(view, toy.step(net, view)).detach()), rel=1e-5)
+    assert float(terms["batch"]) != pytest.approx(float(terms["perturbed"]), rel=1e-3)
+    assert float(terms["both"]) == pytest.approx(0.5 * (float(terms["batch"]) + float(terms["perturbed"])), rel=1e-5)
+    bare = SimpleNamespace(spec=toy.spec, step=toy.step, distill_loss=toy.distill_loss,  # no perturb_batch
+                           build_dataset=toy.build_dataset)
+    with pytest.raises(StrategyError, match="no perturb_batch"):
+        make_strategy("lwf", distill_inputs="perturbed").before_site(_ctx(bare, arriving))
+    with pytest.raises(StrategyError, match="must be one of"):
+        make_strategy("lwf", distill_inputs="augmented")

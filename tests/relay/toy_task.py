@@ -119,6 +119,14 @@ class ToyTask:
             ids.append(item["id"])
         return EvalResult({"accuracy": sum(correct) / len(correct)}, {"accuracy": correct}, tuple(ids))
 
+    def perturb_batch(self, batch: Mapping[str, Any], *, seed: int) -> dict[str, Any]:
+        """Another site's look: a random colour cast and noise (for LwF's ``distill_inputs="perturbed"``)."""
+        g = torch.Generator().manual_seed(seed)
+        img = batch["image"]
+        cast = 0.6 + 0.8 * torch.rand(img.shape[0], img.shape[1], 1, 1, generator=g)
+        noise = 0.1 * torch.randn(img.shape, generator=g)
+        return {**batch, "image": (img * cast.to(img) + noise.to(img)).clamp(0, 1)}
+
     def replay_pack(self, batch: Mapping[str, Any], size: int) -> Tensor:
         img = F.interpolate(batch["image"].float(), size=(size, size), mode="bilinear", align_corners=False)
         onehot = F.one_hot(batch["target"].long(), 2).float()[:, :, None, None].expand(-1, -1, size, size)

@@ -215,3 +215,27 @@ def test_augment_levels(tmp_path: Path) -> None:
         assert set(np.unique(s["target"].numpy())) <= {0.0, 1.0}
     with pytest.raises(InputError, match="'extreme'"):
         fundus.VesselTask().build_dataset(_vessel_folder(tmp_path / "other"), "train", augment="extreme")
+
+
+@pytest.mark.parametrize("task", [fundus.VesselTask(), fundus.DiscCupTask()], ids=["vessels", "disc"])
+def test_perturb_batch_is_a_seeded_strong_view_of_the_batch(task) -> None:  # type: ignore[no-untyped-def]
+    """LwF's ``distill_inputs="perturbed"`` view: the batch through the strong augmentation, image and masks moved
+    together (same shapes and dtypes, image in [0, 1], masks binary), the same for the same seed, the input untouched."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    c, k = task.spec.in_chans, task.spec.num_outputs
+    target = (torch.rand(3, k, 64, 64, generator=g) > 0.7).float()
+    image = target[:, :1].expand(3, c, 64, 64) * 0.6 + 0.2  # bright where the first target channel is 1
+    batch = {"image": image.contiguous(), "target": target, "fov": torch.ones(3, 1, 64, 64), "id": ["a", "b", "c"]}
+    before = {n: batch[n].clone() for n in ("image", "target", "fov")}
+    a, b, other = (task.perturb_batch(batch, seed=s) for s in (1, 1, 2))
+    for n in ("image", "target", "fov"):
+        assert a[n].shape == batch[n].shape and a[n].dtype == batch[n].dtype and torch.equal(a[n], b[n])
+        assert torch.equal(batch[n], before[n])
+    assert a["id"] == batch["id"] and not torch.equal(a["image"], other["image"])
+    assert 0 <= float(a["image"].min()) and float(a["image"].max()) <= 1 and not torch.equal(a["image"], batch["image"])
+    assert set(a["target"].unique().tolist()) <= {0.0, 1.0}
+    # the masks follow the image's geometry: the view is still bright where its own target is 1
+    on = a["target"][:, :1].expand_as(a["image"]) == 1
+    assert float(a["image"][on].mean()) > float(a["image"][~on].mean()) + 0.2

@@ -8,7 +8,8 @@ tensors.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -16,7 +17,21 @@ import torch
 from torch import Tensor, nn
 
 from medzoo.core import SiteContext, StepOutput, Task
-from medzoo.relay.strategies.base import Strategy
+from medzoo.relay.strategies.base import Strategy, StrategyError
+
+
+@contextmanager
+def keep_norm_stats(model: nn.Module) -> Iterator[None]:
+    """Forward passes inside leave BatchNorm running statistics unchanged (momentum 0), training mode kept:
+    an extra pass on perturbed images must not move the statistics inference will use."""
+    saved = [(m, m.momentum) for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for m, _ in saved:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, mom in saved:
+            m.momentum = mom
 
 
 class Distillation:
@@ -71,6 +86,13 @@ class LwFSettings:
         norm_stats: at sites after the first, ``"adapt"`` lets BatchNorm running statistics follow the new site's
             data (plain training); ``"freeze"`` keeps them as they arrived; ``"pool"`` trains at the
             sample-weighted mixture of the arriving and this site's statistics (see :meth:`Strategy.epoch_start`).
+        distill_inputs: what the distillation term sees. ``"batch"``: the training batch itself (Li & Hoiem).
+            ``"perturbed"``: a copy of the batch that went through the task's ``perturb_batch`` (for fundus the
+            strong training augmentation: scale, rotation, brightness/contrast/gamma, blur/down-scaling, noise),
+            so the arriving model's outputs are kept over a wider range of appearances than this site's own
+            (earlier sites' cameras), while the task loss still sees the site's batch as plain training does.
+            ``"both"``: the mean of the two terms. Costs one more forward and backward pass per step; needs a
+            task with ``perturb_batch``.
     """
 
     alpha: float = 1.0
@@ -79,6 +101,7 @@ class LwFSettings:
     site_warmup: float = 0.0
     carry_optimizer: bool = False
     norm_stats: Literal["adapt", "freeze", "pool"] = "adapt"
+    distill_inputs: Literal["batch", "perturbed", "both"] = "batch"
 
 
 class LwF(Strategy):
@@ -96,6 +119,9 @@ class LwF(Strategy):
         super().before_site(ctx)
         self.reg = Distillation(ctx.task, self.site_alpha(ctx))
         self._note = {"distill_alpha": self.reg.alpha} if self.settings.alpha_scale != "fixed" and ctx.n_seen > 0 else {}
+        if self.settings.distill_inputs != "batch" and not callable(getattr(ctx.task, "perturb_batch", None)):
+            raise StrategyError(f"lwf distill_inputs={self.settings.distill_inputs}: task {ctx.task.spec.name} has no "
+                                "perturb_batch; use distill_inputs=batch")
         if ctx.n_seen > 0:
             self.reg.set_teacher(ctx.model)
 
@@ -107,7 +133,16 @@ class LwF(Strategy):
         return float(self.settings.alpha) * ctx.n_seen / max(1, n_k)
 
     def extra_loss(self, ctx: SiteContext, batch: Mapping[str, Any], out: StepOutput) -> Tensor | None:
-        return self.reg(batch, out) if self.reg is not None and self.reg.teacher is not None else None
+        if self.reg is None or self.reg.teacher is None:
+            return None
+        mode = self.settings.distill_inputs
+        if mode == "batch":
+            return self.reg(batch, out)
+        # the view's randomness comes from torch's generator, which the trainer reseeds every epoch (resumable)
+        view = ctx.task.perturb_batch(batch, seed=int(torch.randint(0, 2**31 - 1, ())))  # type: ignore[attr-defined]
+        with keep_norm_stats(ctx.model):
+            perturbed = self.reg(view, ctx.task.step(ctx.model, view))
+        return perturbed if mode == "perturbed" else 0.5 * (self.reg(batch, out) + perturbed)
 
     def after_site(self, ctx: SiteContext) -> None:
         self.reg = None

@@ -77,6 +77,33 @@ class _FundusTask:
         """Per-pixel sigmoid distillation (temperature 2), see :func:`~medzoo.tasks.fundus.loss.sigmoid_distill_loss`."""
         return sigmoid_distill_loss(student_logits, teacher_logits)
 
+    def perturb_batch(self, batch: Mapping[str, Any], *, seed: int) -> dict[str, Any]:
+        """A copy of a training batch passed again through the strong training augmentation
+        (:func:`~medzoo.tasks.fundus.transforms.train_augment` ``(kind, "strong")``, image and masks together), for
+        LwF's ``distill_inputs="perturbed"``: the same patches as another camera might show them."""
+        from medzoo.tasks.fundus.transforms import train_augment
+
+        if getattr(self, "_perturb", None) is None:
+            self._perturb = train_augment(self.kind, "strong")
+        pipe = self._perturb
+        pipe.set_random_seed(seed)  # type: ignore[attr-defined]
+        img = batch["image"].detach().float().cpu().permute(0, 2, 3, 1).numpy()
+        keys = [k for k in ("target", "fov") if torch.is_tensor(batch.get(k))]
+        chans = [batch[k].shape[1] for k in keys]
+        # one mask of all the target and FOV channels, so that they move with the image together
+        mask = torch.cat([batch[k].detach().float().cpu() for k in keys], 1).permute(0, 2, 3, 1).numpy() if keys else None
+        outs = [pipe(image=img[i], **({"mask": mask[i]} if mask is not None else {})) for i in range(len(img))]  # type: ignore[operator]
+        view = dict(batch)
+        dev = batch["image"].device
+        view["image"] = torch.from_numpy(np.stack([np.clip(r["image"], 0, 1) for r in outs])).permute(0, 3, 1, 2) \
+            .to(dev, batch["image"].dtype)
+        if mask is not None:
+            moved = torch.from_numpy(np.stack([np.asarray(r["mask"]).reshape(r["image"].shape[:2] + (-1,))
+                                               for r in outs])).permute(0, 3, 1, 2)
+            for k, part in zip(keys, torch.split(moved, chans, dim=1)):
+                view[k] = part.to(dev, batch[k].dtype)
+        return view
+
     def replay_pack(self, batch: Mapping[str, Any], size: int) -> Tensor:
         img = F.interpolate(batch["image"].float(), size=(size, size), mode="bilinear", align_corners=False)
         tgt = F.interpolate(batch["target"].float(), size=(size, size), mode="nearest")
