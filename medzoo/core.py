@@ -95,7 +95,13 @@ class EvalResult:
 
 @runtime_checkable
 class Task(Protocol):
-    """What a task module provides. Implementations live in ``medzoo/tasks/<family>/``."""
+    """What a task module provides. Implementations live in ``medzoo/tasks/<family>/``.
+
+    Optional, beyond the methods below: ``augment_levels`` (see :meth:`build_dataset`) and
+    ``perturb_batch(batch, *, seed) -> batch``, a seeded copy of a training batch as another site might show it
+    (image and targets moved together), which LwF's ``distill_inputs="perturbed"|"both"`` needs (the fundus tasks
+    have it; LwF refuses the setting for a task without it).
+    """
 
     spec: TaskSpec
 

@@ -17,14 +17,14 @@ import torch
 from torch import Tensor, nn
 
 from medzoo.core import SiteContext, StepOutput, Task
-from medzoo.relay.strategies.base import Strategy, StrategyError
+from medzoo.relay.strategies.base import Strategy, StrategyError, norm_layers
 
 
 @contextmanager
 def keep_norm_stats(model: nn.Module) -> Iterator[None]:
-    """Forward passes inside leave BatchNorm running statistics unchanged (momentum 0), training mode kept:
+    """Forward passes inside leave running normalisation statistics unchanged (momentum 0), training mode kept:
     an extra pass on perturbed images must not move the statistics inference will use."""
-    saved = [(m, m.momentum) for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m, m.momentum) for _, m in norm_layers(model)]
     for m, _ in saved:
         m.momentum = 0.0
     try:
