@@ -28,7 +28,10 @@ Presets (training samples are 256 px patches, 8 per image and epoch; test sample
 Resuming: each phase writes ``relay_results.json`` in its run folder (``--out``/<preset>/main and .../orders); a
 rerun takes over every finished run from there whose strategy, settings, order, budget, seed and initial weights
 are the same (``simulate(reuse=...)``) and trains only the rest, e.g. a strategy whose settings changed. A reused
-run counts with the wall time recorded when it ran, so the reported wall time is still the whole comparison's.
+run counts with the wall time recorded when it ran, one after another: the reported wall time is then an upper bound
+on the whole comparison's (runs taken over from a parallel call could have shared the cores), so it can show the 2 h
+target met but never missed; above 2 h with runs taken over, the target reads "not measured" (``taken_over_s`` in
+the JSON).
 ``--skip-orders`` publishes phase 1 alone (the order study then reads "not run").
 
 Choosing settings: ``--validation`` trains on each site's ``fit`` split and measures on its ``val`` split (every 5th
@@ -125,8 +128,14 @@ def parse_baselines(text: str) -> str | list[str]:
     return text if text in ("all", "none") else [x.strip() for x in text.split(",") if x.strip()]
 
 
-def check_targets(res: dict[str, Any], order_res: dict[str, Any] | None, wall_s: float) -> dict[str, Any]:
-    """Measured answers to issue 3's targets (booleans and the numbers behind them)."""
+def check_targets(res: dict[str, Any], order_res: dict[str, Any] | None, wall_s: float,
+                  taken_over_s: float = 0.0) -> dict[str, Any]:
+    """Measured answers to issue 3's targets (booleans and the numbers behind them).
+
+    ``wall_s`` is this call's elapsed time plus ``taken_over_s``, the recorded run times of the runs and baselines
+    taken over from earlier results, counted one after another. That sum bounds the wall time from above (the runs
+    could have shared the cores), so it can show the 2 h target met, but not missed: with runs taken over and a sum
+    of 2 h or more, ``under_2h`` is ``None`` (not measured), never ``False``."""
     runs = [r for r in res["runs"] if r["order"] == SITES]
     cands = [r for r in runs if r["strategy"] != "naive"] or runs
     best = max(cands, key=lambda r: r["final_avg"])
@@ -147,7 +156,12 @@ def check_targets(res: dict[str, Any], order_res: dict[str, Any] | None, wall_s:
     if order_res and order_res.get("order_study"):
         out["order_study"] = order_res["order_study"].get(best["strategy"])
     complete = bool(order_res and order_res.get("order_study"))
-    out["wall_time"] = {"seconds": round(wall_s, 1), "complete": complete, "under_2h": (wall_s < 7200) if complete else (False if wall_s >= 7200 else None)}
+    if wall_s < 7200:
+        under = True if complete else None
+    else:
+        under = None if taken_over_s > 0 else False
+    out["wall_time"] = {"seconds": round(wall_s, 1), "taken_over_s": round(taken_over_s, 1), "complete": complete,
+                        "under_2h": under}
     return out
 
 
@@ -170,10 +184,14 @@ def targets_md(t: dict[str, Any], preset: str) -> str:
         L.append(f"- site-order study ({o['n_orders']} orders): final mean {o['final_avg_mean']:.4f} ± {o['final_avg_std']:.4f} "
                  f"(min {o['final_avg_min']:.4f}, max {o['final_avg_max']:.4f})")
     w = t["wall_time"]
+    sub = w.get("taken_over_s", 0.0)
+    note = (f"; {sub} s of it are the recorded times of runs taken over from earlier results, counted one after "
+            "another: an upper bound, not a measured wall time" if sub else "")
     if w.get("complete", True):
-        L.append(f"- wall time: {w['seconds']} s (under 2 h: {w['under_2h']})")
+        verdict = {True: "yes", False: "no", None: "not measured (the upper bound exceeds it)"}[w["under_2h"]]
+        L.append(f"- wall time: {w['seconds']} s{note} (under 2 h: {verdict})")
     else:
-        L.append(f"- wall time of phase 1 alone: {w['seconds']} s (the 2 h target covers both phases; under 2 h: "
+        L.append(f"- wall time of phase 1 alone: {w['seconds']} s{note} (the 2 h target covers both phases; under 2 h: "
                  f"{'no, phase 1 alone exceeds it' if w['under_2h'] is False else 'not measured'})")
     return "\n".join(L) + "\n"
 
@@ -271,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
                    reuse=[*_prior(main_dir), *args.reuse], jobs=args.jobs, **common)
     walls = {"main": float(res["wall_s"])}
     parallel = {"main": res.get("parallel")}
-    order_res = None
+    order_res = ores = None
     if p["order_study"] and not args.skip_orders:
         import itertools
         import statistics
@@ -291,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
         order_res = res
     wall = sum(walls.values())
     res["wall_s"] = round(wall, 1)
-    targets = check_targets(res, order_res, wall)
+    taken_over = float(res.get("reused", {}).get("wall_s", 0.0)) + float((ores or {}).get("reused", {}).get("wall_s", 0.0))
+    targets = check_targets(res, order_res, wall, taken_over)
     name = args.name or default_name(args.preset, args.validation, args.norm_eval)
     extra = {"preset": args.preset, "splits": {"train": common.get("train_split", "train"), "measured_on": common.get("test_split", "test")}, "preset_settings": p, "strategy_opts": opts, "norm_eval": args.norm_eval, "targets": targets,
              "order_study_run": bool(order_res), "phase_wall_s": walls, "parallel": parallel}

@@ -71,3 +71,28 @@ def test_augment_option_reaches_the_budget() -> None:
     assert mod.build_parser().parse_args(["--augment", "strong"]).augment == "strong"
     with pytest.raises(SystemExit):
         mod.build_parser().parse_args(["--augment", "extreme"])
+
+
+def _res(final: float = 0.74) -> dict:
+    row = {"drive": final, "stare": final, "hrf": final}
+    run = {"strategy": "lwf", "order": ["drive", "stare", "hrf"], "final_avg": final, "bwt": 0.0, "final_row": row}
+    return {"runs": [run], "baselines": {"pooled": {"final_avg": 0.75, "row": row}}}
+
+
+def test_wall_time_verdict_never_calls_a_sum_of_taken_over_runs_a_miss() -> None:
+    mod = _script()
+    study = {"order_study": {"lwf": {"n_orders": 6, "final_avg_mean": 0.74, "final_avg_std": 0.002,
+                                     "final_avg_min": 0.738, "final_avg_max": 0.744}}}
+    # measured in this call: a verdict either way
+    assert mod.check_targets(_res(), study, 5000.0)["wall_time"]["under_2h"] is True
+    assert mod.check_targets(_res(), study, 9000.0)["wall_time"]["under_2h"] is False
+    # 11000 s of which 10000 s are taken-over runs' recorded times, summed serially: an upper bound, not a miss
+    w = mod.check_targets(_res(), study, 11000.0, taken_over_s=10000.0)["wall_time"]
+    assert w["under_2h"] is None and w["taken_over_s"] == 10000.0
+    assert "upper bound" in mod.targets_md(mod.check_targets(_res(), study, 11000.0, 10000.0), "reduced")
+    # an upper bound under 2 h shows the target met
+    assert mod.check_targets(_res(), study, 6000.0, taken_over_s=3000.0)["wall_time"]["under_2h"] is True
+    # phase 1 alone: over 2 h when measured is a miss, under it says nothing about both phases
+    assert mod.check_targets(_res(), None, 8000.0)["wall_time"]["under_2h"] is False
+    assert mod.check_targets(_res(), None, 8000.0, 7000.0)["wall_time"]["under_2h"] is None
+    assert mod.check_targets(_res(), None, 3000.0)["wall_time"]["under_2h"] is None
