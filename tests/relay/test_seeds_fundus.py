@@ -60,6 +60,10 @@ def test_summary_over_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert s0["strategies"]["lwf"]["unseen_pairs_lost"] == ["drive->stare"] and s1["strategies"]["lwf"]["beats_single_on_unseen"]
     agg = out["over_seeds"]["lwf"]
     assert agg["final_avg"]["mean"] == pytest.approx(0.725) and agg["gap_to_pooled"]["mean"] == pytest.approx(0.02)
+    # two seeds: t(0.975, 1 dof) = 12.706, so the interval of the mean gap (0.03, 0.01) is 0.02 ± 0.127
+    lo, hi = agg["gap_to_pooled"]["ci95_of_mean"]
+    assert lo == pytest.approx(0.02 - 0.12706, abs=1e-4) and hi == pytest.approx(0.02 + 0.12706, abs=1e-4)
+    assert "- lwf: gap to pooled [-0.1071, 0.1471]" in (tmp_path / "relay_fundus_seeds.md").read_text()
     assert agg["beats_single_on_unseen"] == 1 and agg["bwt_at_least_-0.01"] == 1 and agg["within_0.01_of_pooled"] == 1
     assert "| 1 | 0.7400 | lwf | 0.7300 |" in (tmp_path / "relay_fundus_seeds.md").read_text()
     # the gap per site = slower learning (pooled - right after the site) + forgetting (right after - final)
