@@ -12,8 +12,9 @@ preset's ``relay_fundus_full.json`` and ``relay_fundus_full_seed<N>.json``): per
 gap to pooled training and whether the model beats every single-site model on the sites that model never saw;
 then mean and standard deviation over seeds with a 95 % confidence interval of the mean (Student t, n - 1 degrees of
 freedom: the seeds are a small sample, and a mean gap of 0.009 can still hide a true gap above 0.01), and the gap split per site into slower learning (pooled minus the
-relay's model right after training on that site) and forgetting (right after minus final). Only the strategies
-every seed ran are summarised.
+relay's model right after training on that site) and forgetting (right after minus final). A strategy that ran at
+only some of the seeds is summarised over those seeds (its own n); one that ran at a single seed is listed, not
+summarised. Where naive fine-tuning ran at a seed, each other strategy's BWT is compared with naive's at that seed.
 """
 
 from __future__ import annotations
@@ -96,21 +97,30 @@ def main() -> int:
     if len(budgets) != 1:
         print(f"the files were run at different budgets: {sorted(budgets)}", file=sys.stderr)
         return 2
-    common = sorted(set.intersection(*(set(s["strategies"]) for s in seeds)))
+    names = sorted({name for s in seeds for name in s["strategies"]})
+    ran = {name: [s for s in seeds if name in s["strategies"]] for name in names}
+    common = sorted(name for name, at in ran.items() if len(at) >= 2)  # summarised over the seeds that ran them
+    for s in seeds:  # less forgetting than naive fine-tuning at the same seed, where naive ran there
+        naive = s["strategies"].get("naive")
+        for name, r in s["strategies"].items():
+            r["forgets_less_than_naive"] = None if naive is None or name == "naive" else r["bwt"] > naive["bwt"]
     for name in common:
         if len({json.dumps({**strategy_defaults(name), **s["strategies"][name]["settings"]}, sort_keys=True)
-                for s in seeds}) != 1:  # an older file lacks settings added since: they ran at the defaults
+                for s in ran[name]}) != 1:  # an older file lacks settings added since: they ran at the defaults
             print(f"strategy {name!r} ran with different settings in different seeds", file=sys.stderr)
             return 2
     agg: dict[str, Any] = {}
     for name in common:
-        rows = [s["strategies"][name] for s in seeds]
-        agg[name] = {k: {"mean": statistics.fmean(r[k] for r in rows), "std": statistics.stdev(r[k] for r in rows),
+        rows = [s["strategies"][name] for s in ran[name]]
+        agg[name] = {"n_seeds": len(rows), "seeds": [s["seed"] for s in ran[name]]}
+        agg[name] |= {k: {"mean": statistics.fmean(r[k] for r in rows), "std": statistics.stdev(r[k] for r in rows),
                          "ci95_of_mean": mean_ci95([r[k] for r in rows])}
                      for k in ("final_avg", "bwt", "gap_to_pooled")}
         agg[name]["beats_single_on_unseen"] = sum(bool(r["beats_single_on_unseen"]) for r in rows)
         agg[name]["bwt_at_least_-0.01"] = sum(r["bwt"] >= -0.01 for r in rows)
         agg[name]["within_0.01_of_pooled"] = sum(r["gap_to_pooled"] <= 0.01 + 1e-9 for r in rows)
+        vs_naive = [r["forgets_less_than_naive"] for r in rows if r["forgets_less_than_naive"] is not None]
+        agg[name]["forgets_less_than_naive"] = {"seeds": sum(vs_naive), "of": len(vs_naive)}
         agg[name]["per_site"] = {t: {k: {"mean": statistics.fmean(r["per_site"][t][k] for r in rows),
                                          "std": statistics.stdev(r["per_site"][t][k] for r in rows)}
                                      for k in ("gap", "pooled_minus_right_after", "right_after_minus_final")}
@@ -129,27 +139,34 @@ def main() -> int:
          "weights, the training patches drawn and their order; the test images are the same. Final mean Dice over the "
          "three sites' test images after the last site; BWT (Lopez-Paz & Ranzato) in Dice; gap = pooled - strategy. "
          "'beats single' = above every single-site model on the sites that model never saw.", "",
-         "| seed | pooled | strategy | final mean | gap to pooled | BWT | beats single (pairs lost) |", "|---|---|---|---|---|---|---|"]
+         "| seed | pooled | strategy | final mean | gap to pooled | BWT | forgets less than naive | beats single (pairs lost) |",
+         "|---|---|---|---|---|---|---|---|"]
+    yes_no = {True: "yes", False: "no", None: "–"}
     for s in seeds:
-        for name in common:
+        for name in sorted(s["strategies"]):
             r = s["strategies"][name]
             lost = ", ".join(r["unseen_pairs_lost"]) or "-"
             L.append(f"| {s['seed']} | {s['pooled']:.4f} | {name} | {r['final_avg']:.4f} | {r['gap_to_pooled']:.4f} | "
-                     f"{r['bwt']:.4f} | {'yes' if r['beats_single_on_unseen'] else 'no'} ({lost}) |")
+                     f"{r['bwt']:.4f} | {yes_no[r['forgets_less_than_naive']]} | "
+                     f"{'yes' if r['beats_single_on_unseen'] else 'no'} ({lost}) |")
     n = len(seeds)
-    L += ["", f"## Over {n} seeds (mean ± sample std)", "", "| method | final mean | gap to pooled | BWT | seeds beating single | seeds with BWT >= -0.01 | seeds within 0.01 of pooled |",
-          "|---|---|---|---|---|---|---|",
-          f"| pooled | {agg['pooled']['final_avg']['mean']:.4f} ± {agg['pooled']['final_avg']['std']:.4f} | – | – | – | – | – |"]
+    L += ["", f"## Over the seeds each method ran (mean ± sample std; pooled: all {n} seeds)", "",
+          "| method | seeds | final mean | gap to pooled | BWT | beats single | BWT >= -0.01 | within 0.01 of pooled | "
+          "forgets less than naive (seeds where naive ran) |",
+          "|---|---|---|---|---|---|---|---|---|",
+          f"| pooled | {n} | {agg['pooled']['final_avg']['mean']:.4f} ± {agg['pooled']['final_avg']['std']:.4f} | – | – | – | – | – | – |"]
     for name in common:
         a = agg[name]
-        L.append(f"| {name} | {a['final_avg']['mean']:.4f} ± {a['final_avg']['std']:.4f} | {a['gap_to_pooled']['mean']:.4f} ± "
+        k, vn = a["n_seeds"], a["forgets_less_than_naive"]
+        L.append(f"| {name} | {k} | {a['final_avg']['mean']:.4f} ± {a['final_avg']['std']:.4f} | {a['gap_to_pooled']['mean']:.4f} ± "
                  f"{a['gap_to_pooled']['std']:.4f} | {a['bwt']['mean']:.4f} ± {a['bwt']['std']:.4f} | "
-                 f"{a['beats_single_on_unseen']}/{n} | {a['bwt_at_least_-0.01']}/{n} | {a['within_0.01_of_pooled']}/{n} |")
-    L += ["", f"95 % confidence interval of the mean over the {n} seeds (Student t, {n - 1} degrees of freedom; how far the "
+                 f"{a['beats_single_on_unseen']}/{k} | {a['bwt_at_least_-0.01']}/{k} | {a['within_0.01_of_pooled']}/{k} | "
+                 + (f"{vn['seeds']}/{vn['of']} |" if vn["of"] else "– |"))
+    L += ["", "95 % confidence interval of the mean over the seeds (Student t, n - 1 degrees of freedom; how far the "
           "mean of these seeds may be from the mean over all seeds):", ""]
     for name in common:
         a = agg[name]
-        L.append(f"- {name}: gap to pooled [{a['gap_to_pooled']['ci95_of_mean'][0]:.4f}, {a['gap_to_pooled']['ci95_of_mean'][1]:.4f}]"
+        L.append(f"- {name} ({a['n_seeds']} seeds): gap to pooled [{a['gap_to_pooled']['ci95_of_mean'][0]:.4f}, {a['gap_to_pooled']['ci95_of_mean'][1]:.4f}]"
                  f", BWT [{a['bwt']['ci95_of_mean'][0]:.4f}, {a['bwt']['ci95_of_mean'][1]:.4f}], final mean "
                  f"[{a['final_avg']['ci95_of_mean'][0]:.4f}, {a['final_avg']['ci95_of_mean'][1]:.4f}]")
     L += ["", "## Where the gap to pooled training comes from, per site (mean ± sample std over seeds)", "",
@@ -162,7 +179,7 @@ def main() -> int:
             ps = agg[name]["per_site"][t]
             L.append(f"| {name} | {t} | " + " | ".join(f"{ps[k]['mean']:+.4f} ± {ps[k]['std']:.4f}" for k in
                                                       ("gap", "pooled_minus_right_after", "right_after_minus_final")) + " |")
-    settings = {name: {**strategy_defaults(name), **seeds[-1]["strategies"][name]["settings"]} for name in common}
+    settings = {name: {**strategy_defaults(name), **ran[name][-1]["strategies"][name]["settings"]} for name in common}
     L += ["", "Strategy settings: " + "; ".join(f"`{k}` {json.dumps(v)}" for k, v in settings.items()), ""]
     (bdir / f"{name0}_seeds.md").write_text("\n".join(L))
     print("\n".join(L))

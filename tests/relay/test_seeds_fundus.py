@@ -20,15 +20,18 @@ def _script():  # type: ignore[no-untyped-def]
     return mod
 
 
-def _doc(seed: int, pooled: float, lwf: tuple[float, float, dict], budget: int = 6) -> dict:  # type: ignore[type-arg]
+def _doc(seed: int, pooled: float, lwf: tuple[float, float, dict], budget: int = 6,  # type: ignore[type-arg]
+         naive_bwt: float | None = None) -> dict:  # type: ignore[type-arg]
     final, bwt, row = lwf
     single = {"drive": {"drive": 0.75, "stare": 0.69, "hrf": 0.67}, "stare": {"drive": 0.63, "stare": 0.68, "hrf": 0.67},
               "hrf": {"drive": 0.70, "stare": 0.58, "hrf": 0.73}}
     base = {"pooled": {"final_avg": pooled, "row": {"drive": 0.76, "stare": 0.74, "hrf": 0.75}}}
     R = [[0.75, 0.60, 0.60], [0.74, 0.70, 0.66], [row["drive"], row["stare"], row["hrf"]]]
     base.update({f"single:{k}": {"final_avg": sum(v.values()) / 3, "row": v} for k, v in single.items()})
+    naive = [] if naive_bwt is None else [{"strategy": "naive", "settings": {}, "order": ["drive", "stare", "hrf"],
+                                           "final_avg": 0.70, "bwt": naive_bwt, "final_row": row, "R": R}]
     return {"results": {"seed": seed, "budget": {"epochs": budget}, "baselines": base,
-                        "runs": [{"strategy": "lwf", "settings": {"alpha": 1.0}, "order": ["drive", "stare", "hrf"],
+                        "runs": naive + [{"strategy": "lwf", "settings": {"alpha": 1.0}, "order": ["drive", "stare", "hrf"],
                                   "final_avg": final, "bwt": bwt, "final_row": row, "R": R},
                                  {"strategy": "lwf", "settings": {"alpha": 1.0}, "order": ["hrf", "stare", "drive"],
                                   "final_avg": 0.0, "bwt": -1.0, "final_row": row, "R": R}]}}
@@ -45,8 +48,8 @@ def _run(mod, bench_dir: Path) -> int:  # type: ignore[no-untyped-def]
 def test_summary_over_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     good = {"drive": 0.74, "stare": 0.70, "hrf": 0.74}
     bad = {"drive": 0.74, "stare": 0.66, "hrf": 0.74}  # loses to the DRIVE model on STARE
-    (tmp_path / "relay_fundus.json").write_text(json.dumps(_doc(0, 0.75, (0.72, -0.04, bad))))
-    newer = _doc(1, 0.74, (0.73, -0.005, good))
+    (tmp_path / "relay_fundus.json").write_text(json.dumps(_doc(0, 0.75, (0.72, -0.04, bad), naive_bwt=-0.03)))
+    newer = _doc(1, 0.74, (0.73, -0.005, good))  # naive did not run at this seed
     newer["results"]["budget"].update(lap_epochs=None, augment="standard")  # fields an older file lacks, at their defaults
     (tmp_path / "relay_fundus_seed1.json").write_text(json.dumps(newer))
     # an ablation run at seed 1 sits beside the seed files: it is not a seed of the benchmark
@@ -63,9 +66,13 @@ def test_summary_over_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     # two seeds: t(0.975, 1 dof) = 12.706, so the interval of the mean gap (0.03, 0.01) is 0.02 ± 0.127
     lo, hi = agg["gap_to_pooled"]["ci95_of_mean"]
     assert lo == pytest.approx(0.02 - 0.12706, abs=1e-4) and hi == pytest.approx(0.02 + 0.12706, abs=1e-4)
-    assert "- lwf: gap to pooled [-0.1071, 0.1471]" in (tmp_path / "relay_fundus_seeds.md").read_text()
+    assert "- lwf (2 seeds): gap to pooled [-0.1071, 0.1471]" in (tmp_path / "relay_fundus_seeds.md").read_text()
     assert agg["beats_single_on_unseen"] == 1 and agg["bwt_at_least_-0.01"] == 1 and agg["within_0.01_of_pooled"] == 1
     assert "| 1 | 0.7400 | lwf | 0.7300 |" in (tmp_path / "relay_fundus_seeds.md").read_text()
+    # naive ran at seed 0 only: compared there (lwf -0.04 forgets more than naive -0.03), listed but not summarised
+    assert s0["strategies"]["lwf"]["forgets_less_than_naive"] is False and s1["strategies"]["lwf"]["forgets_less_than_naive"] is None
+    assert agg["forgets_less_than_naive"] == {"seeds": 0, "of": 1} and agg["n_seeds"] == 2 and "naive" not in out["over_seeds"]
+    assert "| 0 | 0.7500 | naive | 0.7000 | 0.0500 | -0.0300 | – |" in (tmp_path / "relay_fundus_seeds.md").read_text()
     # the gap per site = slower learning (pooled - right after the site) + forgetting (right after - final)
     drive = s0["strategies"]["lwf"]["per_site"]["drive"]
     assert drive["gap"] == pytest.approx(0.02) and drive["pooled_minus_right_after"] == pytest.approx(0.01)
