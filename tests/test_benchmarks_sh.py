@@ -35,10 +35,31 @@ def test_dry_run_commands_match_the_publications() -> None:
     r = _sh("--dry-run")
     assert r.returncode == 0, r.stderr
     cmds = dict(line[3:].split(": ", 1) for line in r.stdout.splitlines() if line.startswith("== "))
-    assert list(cmds) == ["fundus", "mediastinum", "midline", "relay"]
+    assert list(cmds) == ["fundus", "mediastinum", "midline", "relay", "relay-running"]
     assert "tasks/relay/benchmark.py" not in r.stdout
     bench = ROOT / "docs" / "benchmarks"
-    for name, pub in (("fundus", "fundus"), ("relay", "relay_fundus")):
+    for name, pub in (("fundus", "fundus"), ("relay", "relay_fundus_image_lwf_both"), ("relay-running", "relay_fundus")):
         doc = json.loads((bench / f"{pub}.json").read_text())
-        assert cmds[name] == (doc.get("command") or doc["provenance"]["command"])
-    assert _sh("-n", "relay").stdout.strip() == "== relay: python tasks/relay/benchmark_fundus.py --preset reduced"
+        assert _settings(cmds[name]) == _settings(doc.get("command") or doc["provenance"]["command"]), name
+    assert _sh("-n", "relay-running").stdout.strip() == "== relay-running: python tasks/relay/benchmark_fundus.py --preset reduced"
+
+
+def _settings(cmd: str) -> list[str]:
+    """A benchmark command without what does not change its numbers: where it writes (--out, --publish-dir) and
+    the default seed (--seed 0)."""
+    words, out, skip = cmd.split(), [], False
+    for i, w in enumerate(words):
+        if skip:
+            skip = False
+        elif w in ("--out", "--publish-dir") or (w == "--seed" and words[i + 1] == "0"):
+            skip = True
+        else:
+            out.append(w)
+    return out
+
+
+def test_settings_ignore_only_where_a_run_writes() -> None:
+    a = "python b.py --preset reduced --seed 0 --out runs/x --name n --publish-dir /tmp/p"
+    assert _settings(a) == _settings("python b.py --preset reduced --name n")
+    assert _settings("python b.py --seed 1") != _settings("python b.py")
+    assert _settings("python b.py --name m") != _settings("python b.py --name n")
