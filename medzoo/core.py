@@ -100,7 +100,10 @@ class Task(Protocol):
     Optional, beyond the methods below: ``augment_levels`` (see :meth:`build_dataset`) and
     ``perturb_batch(batch, *, seed) -> batch``, a seeded copy of a training batch as another site might show it
     (image and targets moved together), which LwF's ``distill_inputs="perturbed"|"both"`` needs (the fundus tasks
-    have it; LwF refuses the setting for a task without it).
+    have it; LwF refuses the setting for a task without it); and
+    ``distill_loss_where_teacher_agrees(student_logits, teacher_logits, target) -> Tensor``, :meth:`distill_loss`
+    counted only on the outputs where the teacher's decision matches the batch's label, which LwF's
+    ``distill_where="teacher_agrees"`` needs (the fundus tasks have it).
     """
 
     spec: TaskSpec

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from medzoo.core import SiteContext, StepOutput
 from medzoo.relay.strategies import (Distillation, QuadraticPenalty, StrategyError, fisher_diagonal, list_strategies,
@@ -342,3 +342,37 @@ def test_lwf_distill_inputs_perturbed_distils_on_the_tasks_perturbed_view(toy) -
         make_strategy("lwf", distill_inputs="perturbed").before_site(_ctx(bare, arriving))
     with pytest.raises(StrategyError, match="must be one of"):
         make_strategy("lwf", distill_inputs="augmented")
+
+
+def test_lwf_distill_where_teacher_agrees_uses_the_tasks_masked_term(toy) -> None:  # type: ignore[no-untyped-def]
+    """``distill_where="teacher_agrees"``: the penalty is the task's ``distill_loss_where_teacher_agrees`` of the
+    student's and the arriving model's logits and the batch's target (also on the perturbed view with ``both``); a
+    task without it is refused before training."""
+    calls: list[tuple[Tensor, Tensor, Tensor]] = []
+
+    def masked(student, teacher, target):  # type: ignore[no-untyped-def]
+        calls.append((student, teacher, target))
+        return 0.25 * toy.distill_loss(student, teacher)
+
+    net = toy.build_model()
+    arriving = copy.deepcopy(net)
+    with torch.no_grad():
+        net.fc.weight.mul_(-2)
+    batch = next(iter(torch.utils.data.DataLoader(toy.build_dataset("b", "train"), batch_size=8)))
+    task = SimpleNamespace(spec=toy.spec, step=toy.step, distill_loss=toy.distill_loss, build_dataset=toy.build_dataset,
+                           distill_loss_where_teacher_agrees=masked)
+    s = make_strategy("lwf", alpha=2.0, distill_where="teacher_agrees")
+    s.before_site(_ctx(task, arriving))
+    out = toy.step(net, batch)
+    term = s.extra_loss(_ctx(task, net), batch, out)
+    (student, teacher, target), = calls
+    assert student is out.logits and torch.equal(target, out.target)
+    assert torch.allclose(teacher, toy.step(arriving.eval(), batch).logits)
+    plain = make_strategy("lwf", alpha=2.0)
+    plain.before_site(_ctx(toy, arriving))
+    assert float(term.detach()) == pytest.approx(0.25 * float(plain.extra_loss(_ctx(toy, net), batch, out).detach()), rel=1e-5)
+    bare = SimpleNamespace(spec=toy.spec, step=toy.step, distill_loss=toy.distill_loss, build_dataset=toy.build_dataset)
+    with pytest.raises(StrategyError, match="no distill_loss_where_teacher_agrees"):
+        make_strategy("lwf", distill_where="teacher_agrees").before_site(_ctx(bare, arriving))
+    with pytest.raises(StrategyError, match="must be one of"):
+        make_strategy("lwf", distill_where="confident")

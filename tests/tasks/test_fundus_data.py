@@ -239,3 +239,26 @@ def test_perturb_batch_is_a_seeded_strong_view_of_the_batch(task) -> None:  # ty
     # the masks follow the image's geometry: the view is still bright where its own target is 1
     on = a["target"][:, :1].expand_as(a["image"]) == 1
     assert float(a["image"][on].mean()) > float(a["image"][~on].mean()) + 0.2
+
+
+@pytest.mark.parametrize("task", [fundus.VesselTask(), fundus.DiscCupTask()], ids=["vessels", "disc"])
+def test_distillation_where_the_teacher_agrees_with_the_label(task) -> None:  # type: ignore[no-untyped-def]
+    """LwF's ``distill_where="teacher_agrees"``: the distillation term pulls the student only on the pixels where the
+    teacher's mask equals the label (no gradient elsewhere), as hard per pixel as the plain term, and equals the plain
+    term when the teacher is right everywhere."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    k = task.spec.num_outputs
+    target = (torch.rand(2, k, 16, 16, generator=g) > 0.7).float()
+    teacher = torch.randn(2, k, 16, 16, generator=g) * 3
+    student = torch.randn(2, k, 16, 16, generator=g, requires_grad=True)
+    agree = (teacher >= 0) == (target == 1)
+    assert 0 < int(agree.sum()) < agree.numel()
+    loss = task.distill_loss_where_teacher_agrees(student, teacher, target)
+    loss.backward()
+    assert student.grad is not None and torch.all(student.grad[~agree] == 0) and torch.all(student.grad[agree] != 0)
+    plain_grad = torch.autograd.grad(task.distill_loss(student, teacher), student)[0]
+    assert torch.allclose(student.grad[agree], plain_grad[agree])  # a kept pixel pulls as hard as without the mask
+    right = (teacher >= 0).float()  # a teacher that is right everywhere
+    assert torch.allclose(task.distill_loss_where_teacher_agrees(student, teacher, right), task.distill_loss(student, teacher))

@@ -47,9 +47,10 @@ class Distillation:
         >>> d(batch, out)                               # doctest: +SKIP
     """
 
-    def __init__(self, task: Task, alpha: float = 1.0) -> None:
+    def __init__(self, task: Task, alpha: float = 1.0, where: Literal["all", "teacher_agrees"] = "all") -> None:
         self.task = task
         self.alpha = alpha
+        self.where = where
         self.teacher: nn.Module | None = None
 
     def set_teacher(self, model: nn.Module) -> None:
@@ -68,7 +69,11 @@ class Distillation:
         """The penalty for one batch; a zero tensor (never a plain ``0``) when there is no teacher yet."""
         if self.teacher is None or self.alpha == 0:
             return out.logits.new_zeros(())
-        return self.alpha * self.task.distill_loss(out.logits, self.teacher_logits(batch))
+        teacher = self.teacher_logits(batch)
+        if self.where == "teacher_agrees":
+            return self.alpha * self.task.distill_loss_where_teacher_agrees(  # type: ignore[attr-defined]
+                out.logits, teacher, out.target)
+        return self.alpha * self.task.distill_loss(out.logits, teacher)
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,11 @@ class LwFSettings:
             (earlier sites' cameras), while the task loss still sees the site's batch as plain training does.
             ``"both"``: the mean of the two terms. Costs one more forward and backward pass per step; needs a
             task with ``perturb_batch``.
+        distill_where: which outputs the distillation term counts. ``"all"``: every one (Li & Hoiem).
+            ``"teacher_agrees"``: only those where the arriving model's decision matches this site's label (for
+            fundus: pixels whose thresholded vessel probability equals the mask), so the term keeps what the
+            new site's labels confirm and never pulls against them; where they disagree the task loss alone
+            teaches. Needs a task with ``distill_loss_where_teacher_agrees``.
     """
 
     alpha: float = 1.0
@@ -102,6 +112,7 @@ class LwFSettings:
     carry_optimizer: bool = False
     norm_stats: Literal["adapt", "freeze", "pool"] = "adapt"
     distill_inputs: Literal["batch", "perturbed", "both"] = "batch"
+    distill_where: Literal["all", "teacher_agrees"] = "all"
 
 
 class LwF(Strategy):
@@ -117,11 +128,15 @@ class LwF(Strategy):
 
     def before_site(self, ctx: SiteContext) -> None:
         super().before_site(ctx)
-        self.reg = Distillation(ctx.task, self.site_alpha(ctx))
+        self.reg = Distillation(ctx.task, self.site_alpha(ctx), self.settings.distill_where)
         self._note = {"distill_alpha": self.reg.alpha} if self.settings.alpha_scale != "fixed" and ctx.n_seen > 0 else {}
         if self.settings.distill_inputs != "batch" and not callable(getattr(ctx.task, "perturb_batch", None)):
             raise StrategyError(f"lwf distill_inputs={self.settings.distill_inputs}: task {ctx.task.spec.name} has no "
                                 "perturb_batch; use distill_inputs=batch")
+        if self.settings.distill_where != "all" and not callable(
+                getattr(ctx.task, "distill_loss_where_teacher_agrees", None)):
+            raise StrategyError(f"lwf distill_where={self.settings.distill_where}: task {ctx.task.spec.name} has no "
+                                "distill_loss_where_teacher_agrees; use distill_where=all")
         if ctx.n_seen > 0:
             self.reg.set_teacher(ctx.model)
 

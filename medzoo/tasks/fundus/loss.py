@@ -45,8 +45,26 @@ class DiceBCELoss(nn.Module):
         return dice_bce_loss(logits, target, bce_weight=self.bce_weight)
 
 
-def sigmoid_distill_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 2.0) -> Tensor:
+def sigmoid_distill_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 2.0, *,
+                         weight: Tensor | None = None) -> Tensor:
     """Knowledge distillation for per-pixel sigmoid outputs: BCE of the student against the teacher's
-    temperature-softened probabilities, times ``temperature**2`` (Hinton et al.'s gradient scaling)."""
+    temperature-softened probabilities, times ``temperature**2`` (Hinton et al.'s gradient scaling).
+
+    ``weight`` (same shape, e.g. a 0/1 mask) weighs each output; the mean is still over all outputs, so a kept
+    pixel pulls as hard as without the mask.
+
+    Example:
+        >>> import torch
+        >>> s, t = torch.zeros(1, 1, 2, 2), torch.full((1, 1, 2, 2), 4.0)
+        >>> w = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])
+        >>> bool(torch.isclose(sigmoid_distill_loss(s, t, weight=w) * 4, sigmoid_distill_loss(s, t)))
+        True
+    """
     soft = torch.sigmoid(teacher_logits.detach() / temperature)
-    return F.binary_cross_entropy_with_logits(student_logits / temperature, soft) * temperature**2
+    return F.binary_cross_entropy_with_logits(student_logits / temperature, soft, weight=weight) * temperature**2
+
+
+def teacher_agrees(teacher_logits: Tensor, target: Tensor) -> Tensor:
+    """1 where the teacher's thresholded sigmoid output (p >= 0.5) equals the {0, 1} label, else 0 (float, the
+    outputs' shape)."""
+    return ((teacher_logits.detach() >= 0) == (target >= 0.5)).to(teacher_logits.dtype)

@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 from medzoo.core import EvalResult, StepOutput, TaskSpec, load_state_dict_strict, read_model_file
 from medzoo.tasks.fundus import metric as M
 from medzoo.tasks.fundus.dataset import DiscImages, VesselImages, VesselPatches, disc_network_size
-from medzoo.tasks.fundus.loss import dice_bce_loss, sigmoid_distill_loss
+from medzoo.tasks.fundus.loss import dice_bce_loss, sigmoid_distill_loss, teacher_agrees
 from medzoo.tasks.fundus.transforms import AUGMENT_LEVELS
 from medzoo.tasks.fundus.model import DEFAULT_DECODER, DEFAULT_ENCODER, FundusModel, build_unet
 from medzoo.tasks.fundus.sources import DISC_SITES, VESSEL_SITES, resolve
@@ -76,6 +76,11 @@ class _FundusTask:
     def distill_loss(self, student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
         """Per-pixel sigmoid distillation (temperature 2), see :func:`~medzoo.tasks.fundus.loss.sigmoid_distill_loss`."""
         return sigmoid_distill_loss(student_logits, teacher_logits)
+
+    def distill_loss_where_teacher_agrees(self, student_logits: Tensor, teacher_logits: Tensor, target: Tensor) -> Tensor:
+        """:meth:`distill_loss` on the pixels (and channels) where the teacher's mask (p >= 0.5) equals the label;
+        where the label contradicts the teacher, only the task loss teaches (LwF ``distill_where="teacher_agrees"``)."""
+        return sigmoid_distill_loss(student_logits, teacher_logits, weight=teacher_agrees(teacher_logits, target))
 
     def perturb_batch(self, batch: Mapping[str, Any], *, seed: int) -> dict[str, Any]:
         """A copy of a training batch passed again through the strong training augmentation
