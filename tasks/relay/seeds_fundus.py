@@ -15,6 +15,15 @@ freedom: the seeds are a small sample, and a mean gap of 0.009 can still hide a 
 relay's model right after training on that site) and forgetting (right after minus final). A strategy that ran at
 only some of the seeds is summarised over those seeds (its own n); one that ran at a single seed is listed, not
 summarised. Where naive fine-tuning ran at a seed, each other strategy's BWT is compared with naive's at that seed.
+
+Seeds whose methods ran in several calls (e.g. naive and the single-site models in one, LwF with another setting
+in a later one that took the same seed's pooled model over): name the files with ``--files`` and the summary with
+``--out-name``; files of the same seed are merged (same initial weights required; a baseline in two files must have
+the same score), and ``--opt STRATEGY.KEY=VALUE`` keeps only that strategy's runs with that setting::
+
+    python tasks/relay/seeds_fundus.py --out-name relay_fundus_full_image_cpu_lwf_both \
+        --files relay_fundus_full_image_cpu_seed3 relay_fundus_full_image_cpu_seed3_lwf_both ... \
+        --opt lwf.distill_inputs=both
 """
 
 from __future__ import annotations
@@ -60,6 +69,46 @@ def summarise(doc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _setting_matches(have: Any, want: str) -> bool:
+    """Whether a recorded setting equals a command-line value (numbers compared as numbers)."""
+    try:
+        return float(have) == float(want)
+    except (TypeError, ValueError):
+        return str(have) == want
+
+
+def merge_seed(docs: list[tuple[str, dict[str, Any]]], opts: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """One seed's benchmark files merged into one: baselines united, runs kept where they match ``opts``.
+
+    Raises:
+        ValueError: the files started from different initial weights, give one baseline different scores, or
+            leave two runs of a strategy in the same order (name a setting with ``opts`` to choose).
+    """
+    names = [n for n, _ in docs]
+    inits = {d["results"].get("init_sha256") for _, d in docs} - {None}
+    if len(inits) > 1:
+        raise ValueError(f"{', '.join(names)}: same seed but different initial weights")
+    base: dict[str, Any] = {}
+    runs: list[dict[str, Any]] = []
+    for name, d in docs:
+        for k, v in d["results"]["baselines"].items():
+            if k in base and abs(base[k]["final_avg"] - v["final_avg"]) > 1e-12:
+                raise ValueError(f"{name}: baseline {k} scores {v['final_avg']} here and {base[k]['final_avg']} in an "
+                                 "earlier file of the same seed")
+            base.setdefault(k, v)
+        runs += [r for r in d["results"]["runs"]
+                 if all(_setting_matches(r["settings"].get(k), v) for k, v in opts.get(r["strategy"], {}).items())]
+    seen: set[tuple[str, tuple[str, ...]]] = set()
+    for r in runs:
+        key = (r["strategy"], tuple(r["order"]))
+        if key in seen:
+            raise ValueError(f"{', '.join(names)}: more than one {r['strategy']} run in the order {'->'.join(r['order'])}"
+                             f" (choose one with --opt {r['strategy']}.KEY=VALUE)")
+        seen.add(key)
+    first = docs[0][1]
+    return {**first, "results": {**first["results"], "baselines": base, "runs": runs}}
+
+
 def mean_ci95(values: list[float]) -> list[float]:
     """95 % confidence interval of the mean of ``values`` (Student t with n - 1 degrees of freedom).
 
@@ -79,17 +128,51 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bench-dir", default=str(ROOT / "docs" / "benchmarks"))
     ap.add_argument("--name", default="relay_fundus", help="the seed-0 publication's name (relay_fundus_full: full preset)")
+    ap.add_argument("--files", nargs="+", default=None, metavar="NAME",
+                    help="benchmark files (names in --bench-dir, with or without .json) instead of <name>[_seed<N>]; "
+                         "files of the same seed are merged")
+    ap.add_argument("--out-name", default=None, help="the summary's name with --files (written as <out-name>_seeds)")
+    ap.add_argument("--opt", action="append", default=[], metavar="STRATEGY.KEY=VALUE",
+                    help="keep only the runs of STRATEGY with this setting (repeatable)")
     args = ap.parse_args()
     bdir, name0 = Path(args.bench_dir), args.name
-    # only <name0>_seed<N>.json: not the summary (_seeds) nor an ablation run at another seed (_seed1_ablation_...)
-    seed_files = [p for p in bdir.glob(f"{name0}_seed*.json") if re.fullmatch(re.escape(name0) + r"_seed\d+", p.stem)]
-    files = [bdir / f"{name0}.json"] + sorted(seed_files, key=lambda p: int(p.stem[len(name0) + 5:]))
-    files = [f for f in files if f.is_file()]
-    if len(files) < 2:
-        print(f"need {name0}.json and at least one {name0}_seed<N>.json in {bdir}", file=sys.stderr)
+    if args.files:
+        if not args.out_name:
+            print("--files needs --out-name", file=sys.stderr)
+            return 2
+        name0 = args.out_name
+        files = [bdir / (f if f.endswith(".json") else f + ".json") for f in args.files]
+        missing = [str(f) for f in files if not f.is_file()]
+        if missing:
+            print(f"no such benchmark file: {', '.join(missing)}", file=sys.stderr)
+            return 2
+    else:
+        # only <name0>_seed<N>.json: not the summary (_seeds) nor an ablation run at another seed (_seed1_ablation_...)
+        seed_files = [p for p in bdir.glob(f"{name0}_seed*.json") if re.fullmatch(re.escape(name0) + r"_seed\d+", p.stem)]
+        files = [bdir / f"{name0}.json"] + sorted(seed_files, key=lambda p: int(p.stem[len(name0) + 5:]))
+        files = [f for f in files if f.is_file()]
+    opts: dict[str, dict[str, str]] = {}
+    for o in args.opt:
+        if "=" not in o or "." not in o.split("=", 1)[0]:
+            print(f"--opt expects STRATEGY.KEY=VALUE, got {o!r}", file=sys.stderr)
+            return 2
+        key, val = o.split("=", 1)
+        strat, k = key.split(".", 1)
+        opts.setdefault(strat.strip(), {})[k.strip().replace("-", "_")] = val.strip()
+    by_seed: dict[int, list[tuple[str, dict[str, Any]]]] = {}
+    for f in files:
+        d = json.loads(f.read_text())
+        by_seed.setdefault(d["results"]["seed"], []).append((f.name, d))
+    if len(by_seed) < 2:
+        print(f"need at least two seeds: {name0}.json and at least one {name0}_seed<N>.json in {bdir}, or --files",
+              file=sys.stderr)
         return 2
     presets = {json.loads(f.read_text()).get("preset", "reduced") for f in files}
-    seeds = [summarise(json.loads(f.read_text())) for f in files]
+    try:
+        seeds = [summarise(merge_seed(docs, opts)) for docs in by_seed.values()]
+    except ValueError as e:
+        print(e, file=sys.stderr)
+        return 2
     from medzoo.relay.takeover import BUDGET_DEFAULTS  # fields added later, as files written before them meant
 
     budgets = {json.dumps({**BUDGET_DEFAULTS, **json.loads(f.read_text())["results"]["budget"]}, sort_keys=True)
@@ -127,7 +210,9 @@ def main() -> int:
                                  for t in SITES}
     pooled = [s["pooled"] for s in seeds]
     agg["pooled"] = {"final_avg": {"mean": statistics.fmean(pooled), "std": statistics.stdev(pooled)}}
-    cmd = "python tasks/relay/seeds_fundus.py" + (f" --name {name0}" if name0 != "relay_fundus" else "")
+    cmd = "python tasks/relay/seeds_fundus.py" + (
+        f" --out-name {name0} --files {' '.join(f.stem for f in files)}" + "".join(f" --opt {o}" for o in args.opt)
+        if args.files else (f" --name {name0}" if name0 != "relay_fundus" else "") + "".join(f" --opt {o}" for o in args.opt))
     out = {"benchmark": f"{name0}_seeds", "synthetic": False, "command": cmd, "preset": "/".join(sorted(presets)),
            "sources": [f.name for f in files], "budget": json.loads(next(iter(budgets))), "per_seed": seeds, "over_seeds": agg,
            "n_seeds": len(seeds)}

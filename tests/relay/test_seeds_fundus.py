@@ -89,3 +89,50 @@ def test_summary_over_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     (tmp_path / "relay_fundus_seed2.json").write_text(json.dumps(other))
     assert _run(mod, tmp_path) == 2
     assert "different budgets" in capsys.readouterr().err
+
+
+def test_files_of_one_seed_are_merged_and_runs_chosen_by_setting(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    row = {"drive": 0.74, "stare": 0.70, "hrf": 0.74}
+    first = _doc(3, 0.75, (0.72, -0.02, row), naive_bwt=-0.03)  # naive, LwF (default), single-site, pooled
+    first["results"]["init_sha256"] = "a"
+    later = _doc(3, 0.75, (0.74, -0.004, row))  # LwF with another setting; pooled taken over from the first call
+    later["results"].update(init_sha256="a", baselines={"pooled": first["results"]["baselines"]["pooled"]})
+    for r in later["results"]["runs"]:
+        r["settings"] = {"alpha": 1.0, "distill_inputs": "both"}
+    other_seed = _doc(4, 0.74, (0.735, -0.006, row))
+    for r in other_seed["results"]["runs"]:
+        r["settings"] = {"alpha": 1.0, "distill_inputs": "both"}
+    for name, doc in (("a_seed3", first), ("a_seed3_both", later), ("a_seed4_both", other_seed)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(doc))
+    mod = _script()
+
+    def run(*extra: str) -> int:
+        argv, sys.argv = sys.argv, ["seeds_fundus.py", "--bench-dir", str(tmp_path), "--out-name", "both",
+                                    "--files", "a_seed3", "a_seed3_both.json", "a_seed4_both", *extra]
+        try:
+            return int(mod.main())
+        finally:
+            sys.argv = argv
+
+    # without a setting to choose by, seed 3 has two LwF runs in the given order: refused, nothing written
+    assert run() == 2
+    assert "more than one lwf run" in capsys.readouterr().err and not (tmp_path / "both_seeds.json").exists()
+    assert run("--opt", "lwf.distill_inputs=both", "--opt", "lwf.alpha=1") == 0
+    out = json.loads((tmp_path / "both_seeds.json").read_text())
+    s3, s4 = out["per_seed"]
+    assert s3["seed"] == 3 and sorted(s3["strategies"]) == ["lwf", "naive"]
+    assert s3["strategies"]["lwf"]["final_avg"] == pytest.approx(0.74)  # the `both` run, not the default one
+    assert s3["strategies"]["lwf"]["forgets_less_than_naive"] is True  # naive from the first call, same seed
+    assert s3["strategies"]["lwf"]["beats_single_on_unseen"] and s4["strategies"]["lwf"]["beats_single_on_unseen"]
+    assert out["over_seeds"]["lwf"]["gap_to_pooled"]["mean"] == pytest.approx(0.0075)  # (0.01 + 0.005) / 2
+    assert "--files a_seed3 a_seed3_both a_seed4_both --opt lwf.distill_inputs=both" in out["command"]
+    # a baseline scored differently in two files of one seed, or two inits under one seed: refused
+    later["results"]["baselines"] = {"pooled": {**first["results"]["baselines"]["pooled"], "final_avg": 0.7}}
+    (tmp_path / "a_seed3_both.json").write_text(json.dumps(later))
+    assert run("--opt", "lwf.distill_inputs=both") == 2
+    assert "baseline pooled scores 0.7" in capsys.readouterr().err
+    later["results"].update(baselines={}, init_sha256="b")
+    (tmp_path / "a_seed3_both.json").write_text(json.dumps(later))
+    assert run("--opt", "lwf.distill_inputs=both") == 2
+    assert "different initial weights" in capsys.readouterr().err
