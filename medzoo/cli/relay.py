@@ -280,12 +280,12 @@ def _int_list(text: str | None, option: str) -> list[int] | None:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from medzoo.relay.simulate import simulate
 
-    sopts: dict[str, dict[str, str]] = {}
-    for k, v in _opts(args.opt).items():
-        if "." not in k:
-            raise InputError(f"--opt expects STRATEGY.KEY=VALUE, got {k}={v}")
-        s, key = k.split(".", 1)
-        sopts.setdefault(s, {})[key] = v
+    from medzoo.relay.strategies import parse_strategy_opts
+
+    try:
+        sopts = parse_strategy_opts(args.opt or [])
+    except ValueError as e:
+        raise InputError(str(e)) from None
     strategies = "all" if args.strategy == "all" else _csv(args.strategy)
     if not strategies:
         raise InputError("--strategy names no strategy; give a comma list (see `medzoo relay strategies`) or 'all'")

@@ -270,13 +270,13 @@ def main(argv: list[str] | None = None) -> int:
     opts: dict[str, dict[str, str]] = {k: dict(v) for k, v in STRATEGY_OPTS.items()}
     if args.norm_eval == "image":  # running statistics are never used at inference: nothing for freeze to keep
         opts = {k: {kk: vv for kk, vv in v.items() if kk != "norm_stats"} for k, v in opts.items()}
-    for o in args.opt:
-        if "=" not in o or "." not in o.split("=", 1)[0]:
-            raise SystemExit(f"--opt expects STRATEGY.KEY=VALUE, got {o!r}")
-        key, val = o.split("=", 1)
-        strat, k = key.split(".", 1)
-        opts.setdefault(strat.strip(), {})[k.strip().replace("-", "_")] = val.strip()
-    from medzoo.relay.strategies import list_strategies
+    from medzoo.relay.strategies import list_strategies, parse_strategy_opts
+
+    try:
+        for strat, kv in parse_strategy_opts(args.opt).items():
+            opts.setdefault(strat, {}).update(kv)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
 
     wanted = list_strategies() if p["strategies"] == "all" else list(p["strategies"])
     budget = run_budget(args.preset, args.lap_epochs, args.lr, args.augment)

@@ -39,7 +39,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # run from a source checkout without installing
     sys.path.insert(0, str(ROOT))
-from medzoo.relay.strategies import strategy_defaults  # noqa: E402
+from medzoo.relay.strategies import parse_strategy_opts, strategy_defaults  # noqa: E402
 
 SITES = ["drive", "stare", "hrf"]
 
@@ -151,14 +151,11 @@ def main() -> int:
         seed_files = [p for p in bdir.glob(f"{name0}_seed*.json") if re.fullmatch(re.escape(name0) + r"_seed\d+", p.stem)]
         files = [bdir / f"{name0}.json"] + sorted(seed_files, key=lambda p: int(p.stem[len(name0) + 5:]))
         files = [f for f in files if f.is_file()]
-    opts: dict[str, dict[str, str]] = {}
-    for o in args.opt:
-        if "=" not in o or "." not in o.split("=", 1)[0]:
-            print(f"--opt expects STRATEGY.KEY=VALUE, got {o!r}", file=sys.stderr)
-            return 2
-        key, val = o.split("=", 1)
-        strat, k = key.split(".", 1)
-        opts.setdefault(strat.strip(), {})[k.strip().replace("-", "_")] = val.strip()
+    try:
+        opts = parse_strategy_opts(args.opt)
+    except ValueError as e:
+        print(e, file=sys.stderr)
+        return 2
     by_seed: dict[int, list[tuple[str, dict[str, Any]]]] = {}
     for f in files:
         d = json.loads(f.read_text())

@@ -376,3 +376,13 @@ def test_lwf_distill_where_teacher_agrees_uses_the_tasks_masked_term(toy) -> Non
         make_strategy("lwf", distill_where="teacher_agrees").before_site(_ctx(bare, arriving))
     with pytest.raises(StrategyError, match="must be one of"):
         make_strategy("lwf", distill_where="confident")
+
+
+def test_parse_strategy_opts_reads_strategy_key_value_and_refuses_other_forms() -> None:
+    from medzoo.relay.strategies import parse_strategy_opts
+
+    assert parse_strategy_opts(["lwf.distill-inputs=both", "ewc.lam = 100", "lwf.alpha=2"]) == {
+        "lwf": {"distill_inputs": "both", "alpha": "2"}, "ewc": {"lam": "100"}}
+    for bad in ("lwf.alpha", "alpha=2", ".alpha=2", "lwf.=2"):
+        with pytest.raises(ValueError, match="STRATEGY.KEY=VALUE"):
+            parse_strategy_opts([bad])

@@ -11,7 +11,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from medzoo.relay.strategies.base import Strategy, StrategyError, parse_settings, setting_choices
@@ -62,5 +62,26 @@ def stored_strategy(name: str, settings: Mapping[str, Any]) -> Strategy:
     return cls(parse_settings(cls.Settings, settings, check_ranges=False))
 
 
+def parse_strategy_opts(pairs: Iterable[str]) -> dict[str, dict[str, str]]:
+    """Command-line ``STRATEGY.KEY=VALUE`` settings as ``{strategy: {key: value}}`` (values stay strings, converted
+    and checked by :func:`make_strategy`; ``-`` in a key reads as ``_``).
+
+    Raises:
+        ValueError: an item that is not ``STRATEGY.KEY=VALUE``.
+
+    Example:
+        >>> parse_strategy_opts(["lwf.distill-inputs=both", "ewc.lam = 100"])
+        {'lwf': {'distill_inputs': 'both'}, 'ewc': {'lam': '100'}}
+    """
+    out: dict[str, dict[str, str]] = {}
+    for p in pairs:
+        key, eq, val = p.partition("=")
+        strat, dot, k = key.partition(".")
+        if not eq or not dot or not strat.strip() or not k.strip():
+            raise ValueError(f"--opt expects STRATEGY.KEY=VALUE, got {p!r}")
+        out.setdefault(strat.strip(), {})[k.strip().replace("-", "_")] = val.strip()
+    return out
+
+
 __all__ = ["EWC", "MAS", "Distillation", "LwF", "Naive", "QuadraticPenalty", "Relay", "Strategy", "StrategyError", "fisher_diagonal",
-           "list_strategies", "make_strategy", "mas_importance", "stored_strategy", "strategy_choices", "strategy_defaults", "weighted_merge"]
+           "list_strategies", "make_strategy", "mas_importance", "parse_strategy_opts", "stored_strategy", "strategy_choices", "strategy_defaults", "weighted_merge"]
