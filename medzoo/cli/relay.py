@@ -310,8 +310,9 @@ def cmd_strategies(args: argparse.Namespace) -> int:
     for name in list_strategies():
         doc = (_STRATEGIES[name].__doc__ or "").strip().splitlines()[0]
         print(f"{name:<7} {doc}")
-        accepts = strategy_choices(name)
-        for k, v in strategy_defaults(name).items():
+        defaults = strategy_defaults(name)
+        for k, accepts in strategy_choices(name).items():
+            v = defaults[k]
             value = str(v).lower() if isinstance(v, bool) else v
-            print(f"          {k} = {value}".ljust(42) + f"  ({accepts[k]})")
+            print(f"          {k} = {value}".ljust(42) + f"  ({accepts})")
     return 0

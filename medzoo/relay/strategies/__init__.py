@@ -14,7 +14,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from medzoo.relay.strategies.base import Strategy, StrategyError, parse_settings, setting_choices
+from medzoo.relay.strategies.base import SiteSettings, Strategy, StrategyError, parse_settings, setting_choices
 from medzoo.relay.strategies.ewc import EWC, QuadraticPenalty, fisher_diagonal
 from medzoo.relay.strategies.lwf import Distillation, LwF
 from medzoo.relay.strategies.mas import MAS, mas_importance
@@ -83,5 +83,6 @@ def parse_strategy_opts(pairs: Iterable[str]) -> dict[str, dict[str, str]]:
     return out
 
 
-__all__ = ["EWC", "MAS", "Distillation", "LwF", "Naive", "QuadraticPenalty", "Relay", "Strategy", "StrategyError", "fisher_diagonal",
+__all__ = ["EWC", "MAS", "Distillation", "LwF", "Naive", "QuadraticPenalty", "Relay", "SiteSettings", "Strategy", "StrategyError",
+           "fisher_diagonal",
            "list_strategies", "make_strategy", "mas_importance", "parse_strategy_opts", "stored_strategy", "strategy_choices", "strategy_defaults", "weighted_merge"]

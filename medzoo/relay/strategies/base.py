@@ -53,10 +53,13 @@ def setting_range(name: str) -> str:
 
 def setting_choices(cls: type) -> dict[str, str]:
     """What each field of settings dataclass ``cls`` accepts, in words: ``"fixed | samples"``, ``"true | false"``,
-    ``"number >= 0"``, ``"integer >= 1"`` (for ``medzoo relay strategies``)."""
+    ``"number >= 0"``, ``"integer >= 1"`` (for ``medzoo relay strategies``); the strategy's own settings first, the
+    :class:`SiteSettings` it inherits last."""
     hints = typing.get_type_hints(cls)
     out: dict[str, str] = {}
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+    shared = {f.name for f in dataclasses.fields(SiteSettings)}
+    # the strategy's own settings first, then the site settings it inherits (stable sort keeps each group's order)
+    for f in sorted(dataclasses.fields(cls), key=lambda f: f.name in shared):  # type: ignore[arg-type]
         hint = hints[f.name]
         if get_origin(hint) is Literal:
             out[f.name] = " | ".join(str(c) for c in get_args(hint))
@@ -125,6 +128,27 @@ def parse_settings(cls: type[S], opts: Mapping[str, Any], *, check_ranges: bool 
         else:
             out[k] = v
     return cls(**out)
+
+
+@dataclasses.dataclass(frozen=True)
+class SiteSettings:
+    """How a protecting strategy (EWC, MAS, LwF, the Relay Learning recipe) trains each site after the first; its
+    settings dataclass inherits these (naive fine-tuning has none: it is the unprotected baseline).
+
+    Attributes:
+        site_lr_decay: learning-rate factor per earlier site (site k trains at ``lr * site_lr_decay**k``; 1 = off).
+        site_warmup: share of a site's steps with a linear learning-rate warm-up, at sites after the first (0 = off).
+        carry_optimizer: carry AdamW's per-weight second-moment estimates in the baton and start the next site's
+            optimiser from them (see :meth:`Strategy.setup_optimizer`).
+        norm_stats: at sites after the first, ``"adapt"`` lets BatchNorm running statistics follow the new site's
+            data (plain training); ``"freeze"`` keeps them as they arrived; ``"pool"`` trains at the
+            sample-weighted mixture of the arriving and this site's statistics (see :meth:`Strategy.epoch_start`).
+    """
+
+    site_lr_decay: float = 1.0
+    site_warmup: float = 0.0
+    carry_optimizer: bool = False
+    norm_stats: Literal["adapt", "freeze", "pool"] = "adapt"
 
 
 class Strategy:

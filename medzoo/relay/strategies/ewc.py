@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from medzoo.core import SiteContext, StepOutput, Task
-from medzoo.relay.strategies.base import Strategy, iterate_batches
+from medzoo.relay.strategies.base import SiteSettings, Strategy, iterate_batches
 
 
 class QuadraticPenalty:
@@ -76,20 +76,15 @@ def fisher_diagonal(task: Task, model: nn.Module, dataset: Dataset[Any], *, devi
 
 
 @dataclass(frozen=True)
-class EWCSettings:
-    """Attributes:
+class EWCSettings(SiteSettings):
+    """The site settings of :class:`~medzoo.relay.strategies.base.SiteSettings`, and:
+
+    Attributes:
         lam: penalty strength.
         mode: ``"online"`` decays the old importance by ``gamma`` before adding the new site's; ``"sum"`` adds.
         gamma: decay of online EWC.
         max_batches: batches used to estimate the Fisher diagonal at the end of a site.
         batch_size: batch size of that estimate.
-        site_lr_decay: learning-rate factor per earlier site (site k trains at ``lr * site_lr_decay**k``; 1 = off).
-        site_warmup: share of a site's steps with a linear learning-rate warm-up, at sites after the first (0 = off).
-        carry_optimizer: carry AdamW's per-weight second-moment estimates in the baton and start the next site's
-            optimiser from them (see :meth:`Strategy.setup_optimizer`).
-        norm_stats: at sites after the first, ``"adapt"`` lets BatchNorm running statistics follow the new site's
-            data (plain training); ``"freeze"`` keeps them as they arrived; ``"pool"`` trains at the
-            sample-weighted mixture of the arriving and this site's statistics (see :meth:`Strategy.epoch_start`).
     """
 
     lam: float = 1000.0
@@ -97,10 +92,6 @@ class EWCSettings:
     gamma: float = 1.0
     max_batches: int = 32
     batch_size: int = 8
-    site_lr_decay: float = 1.0
-    site_warmup: float = 0.0
-    carry_optimizer: bool = False
-    norm_stats: Literal["adapt", "freeze", "pool"] = "adapt"
 
 
 class ImportanceStrategy(Strategy):

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from medzoo.core import SiteContext, StepOutput, Task
-from medzoo.relay.strategies.base import Strategy, StrategyError, norm_layers
+from medzoo.relay.strategies.base import SiteSettings, Strategy, StrategyError, norm_layers
 
 
 @contextmanager
@@ -77,20 +77,15 @@ class Distillation:
 
 
 @dataclass(frozen=True)
-class LwFSettings:
-    """Attributes:
+class LwFSettings(SiteSettings):
+    """The site settings of :class:`~medzoo.relay.strategies.base.SiteSettings`, and:
+
+    Attributes:
         alpha: weight of the distillation term.
         alpha_scale: ``"fixed"`` uses ``alpha`` at every site; ``"samples"`` multiplies it by ``N_prev / n_k`` (the
             samples all earlier sites trained on over this site's), so that the site's objective weighs the earlier
             sites, stood for by the arriving model, and this one by their sample counts, as pooled training does
             (the weighting of the Relay Learning recipe's merge). With equal sites, site k then distils at ``(k-1) * alpha``.
-        site_lr_decay: learning-rate factor per earlier site (site k trains at ``lr * site_lr_decay**k``; 1 = off).
-        site_warmup: share of a site's steps with a linear learning-rate warm-up, at sites after the first (0 = off).
-        carry_optimizer: carry AdamW's per-weight second-moment estimates in the baton and start the next site's
-            optimiser from them (see :meth:`Strategy.setup_optimizer`).
-        norm_stats: at sites after the first, ``"adapt"`` lets BatchNorm running statistics follow the new site's
-            data (plain training); ``"freeze"`` keeps them as they arrived; ``"pool"`` trains at the
-            sample-weighted mixture of the arriving and this site's statistics (see :meth:`Strategy.epoch_start`).
         distill_inputs: what the distillation term sees. ``"batch"``: the training batch itself (Li & Hoiem).
             ``"perturbed"``: a copy of the batch that went through the task's ``perturb_batch`` (for fundus the
             strong training augmentation: scale, rotation, brightness/contrast/gamma, blur/down-scaling, noise),
@@ -107,10 +102,6 @@ class LwFSettings:
 
     alpha: float = 1.0
     alpha_scale: Literal["fixed", "samples"] = "fixed"
-    site_lr_decay: float = 1.0
-    site_warmup: float = 0.0
-    carry_optimizer: bool = False
-    norm_stats: Literal["adapt", "freeze", "pool"] = "adapt"
     distill_inputs: Literal["batch", "perturbed", "both"] = "batch"
     distill_where: Literal["all", "teacher_agrees"] = "all"
 

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from medzoo.core import SiteContext, StepOutput
-from medzoo.relay.strategies.base import Strategy, StrategyError, float_state, iterate_batches
+from medzoo.relay.strategies.base import SiteSettings, Strategy, StrategyError, float_state, iterate_batches
 from medzoo.relay.strategies.ewc import fisher_diagonal
 from medzoo.relay.strategies.lwf import Distillation
 from medzoo.relay.strategies.replay import ConditionalVAE, fit_generator, nearest_neighbour_report
@@ -114,8 +114,10 @@ def native_crop(batch: Mapping[str, Any], size: int) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class RelaySettings:
-    """Attributes:
+class RelaySettings(SiteSettings):
+    """The site settings of :class:`~medzoo.relay.strategies.base.SiteSettings`, and:
+
+    Attributes:
         merge: when to apply the sample-weighted merge: after every epoch of the second half (the recipe),
             only after the last epoch, or never.
         distill_alpha: weight of distillation from the arriving model (0 switches it off).
@@ -131,13 +133,6 @@ class RelaySettings:
             ``gen_size`` (the task's ``replay_pack``), or ``"crop"`` a ``gen_size`` window at native resolution
             (the window of the sample with the most field of view, else the centre), for dense tasks whose
             structures a downscale would erase, such as thin retinal vessels.
-        site_lr_decay: learning-rate factor per earlier site (site k trains at ``lr * site_lr_decay**k``; 1 = off).
-        site_warmup: share of a site's steps with a linear learning-rate warm-up, at sites after the first (0 = off).
-        carry_optimizer: carry AdamW's per-weight second-moment estimates in the baton and start the next site's
-            optimiser from them (see :meth:`Strategy.setup_optimizer`).
-        norm_stats: at sites after the first, ``"adapt"`` lets BatchNorm running statistics follow the new site's
-            data (plain training); ``"freeze"`` keeps them as they arrived; ``"pool"`` trains at the
-            sample-weighted mixture of the arriving and this site's statistics (see :meth:`Strategy.epoch_start`).
         merge_weights: ``"samples"`` (the recipe: sample counts) or ``"fisher"`` (per-parameter Fisher
             information times sample count; the earlier sites' Fisher travels in the baton).
         fisher_batches: batches of the site's data for each Fisher estimate (``merge_weights="fisher"``).
@@ -154,10 +149,6 @@ class RelaySettings:
     gen_max_samples: int = 256
     max_sites: int = 8
     gen_input: Literal["resize", "crop"] = "resize"
-    site_lr_decay: float = 1.0
-    site_warmup: float = 0.0
-    carry_optimizer: bool = False
-    norm_stats: Literal["adapt", "freeze", "pool"] = "adapt"
     merge_weights: Literal["samples", "fisher"] = "samples"
     fisher_batches: int = 32
 
