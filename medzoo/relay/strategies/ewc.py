@@ -6,7 +6,7 @@ hook adapter that carries the importances and anchor weights in the baton.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -52,6 +52,28 @@ class QuadraticPenalty:
         return 0.5 * self.lam * total
 
 
+def mean_gradient_statistic(model: nn.Module, batches: Iterable[Mapping[str, Any]],
+                            objective: Callable[[Mapping[str, Any]], Tensor],
+                            statistic: Callable[[Tensor], Tensor]) -> dict[str, Tensor]:
+    """Per trainable parameter, the mean over ``batches`` of ``statistic`` of the gradient of ``objective(batch)``,
+    with the model in eval mode (its training state is restored after): the importance estimate of EWC
+    (squared gradients of the task loss) and MAS (absolute gradients of the output's squared norm)."""
+    was_training = model.training
+    model.eval()
+    total = {n: torch.zeros_like(p) for n, p in model.named_parameters() if p.requires_grad}
+    n_batches = 0
+    for batch in batches:
+        model.zero_grad(set_to_none=True)
+        objective(batch).backward()
+        for n, p in model.named_parameters():
+            if p.grad is not None and n in total:
+                total[n] += statistic(p.grad.detach())
+        n_batches += 1
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    return {n: t / max(1, n_batches) for n, t in total.items()}
+
+
 def fisher_diagonal(task: Task, model: nn.Module, dataset: Dataset[Any], *, device: torch.device,
                     batch_size: int = 8, max_batches: int = 32, seed: int = 0) -> dict[str, Tensor]:
     """Empirical Fisher diagonal: mean over batches of the squared gradient of the task loss.
@@ -59,31 +81,20 @@ def fisher_diagonal(task: Task, model: nn.Module, dataset: Dataset[Any], *, devi
     Uses batch gradients (not per-sample ones) to stay affordable on CPU; the scale therefore depends on the
     batch size, which ``lam`` absorbs.
     """
-    was_training = model.training
-    model.eval()
-    fisher = {n: torch.zeros_like(p) for n, p in model.named_parameters() if p.requires_grad}
-    n_batches = 0
-    for batch in iterate_batches(dataset, batch_size, device, max_batches, seed):
-        model.zero_grad(set_to_none=True)
-        task.step(model, batch).loss.backward()
-        for n, p in model.named_parameters():
-            if p.grad is not None and n in fisher:
-                fisher[n] += p.grad.detach().pow(2)
-        n_batches += 1
-    model.zero_grad(set_to_none=True)
-    model.train(was_training)
-    return {n: f / max(1, n_batches) for n, f in fisher.items()}
+    return mean_gradient_statistic(model, iterate_batches(dataset, batch_size, device, max_batches, seed),
+                                   lambda batch: task.step(model, batch).loss, lambda g: g.pow(2))
 
 
 @dataclass(frozen=True)
-class EWCSettings(SiteSettings):
-    """The site settings of :class:`~medzoo.relay.strategies.base.SiteSettings`, and:
+class ImportanceSettings(SiteSettings):
+    """The site settings of :class:`~medzoo.relay.strategies.base.SiteSettings`, and those of a quadratic penalty
+    on moving important weights (EWC, MAS):
 
     Attributes:
         lam: penalty strength.
         mode: ``"online"`` decays the old importance by ``gamma`` before adding the new site's; ``"sum"`` adds.
-        gamma: decay of online EWC.
-        max_batches: batches used to estimate the Fisher diagonal at the end of a site.
+        gamma: decay of the online form.
+        max_batches: batches used to estimate the importances at the end of a site.
         batch_size: batch size of that estimate.
     """
 
@@ -92,6 +103,11 @@ class EWCSettings(SiteSettings):
     gamma: float = 1.0
     max_batches: int = 32
     batch_size: int = 8
+
+
+@dataclass(frozen=True)
+class EWCSettings(ImportanceSettings):
+    """EWC's settings: those of :class:`ImportanceSettings`, ``lam`` 1000 (the Fisher diagonal is small)."""
 
 
 class ImportanceStrategy(Strategy):
@@ -154,4 +170,5 @@ class EWC(ImportanceStrategy):
                                max_batches=s.max_batches)
 
 
-__all__ = ["EWC", "EWCSettings", "ImportanceStrategy", "QuadraticPenalty", "fisher_diagonal"]
+__all__ = ["EWC", "EWCSettings", "ImportanceSettings", "ImportanceStrategy", "QuadraticPenalty", "fisher_diagonal",
+           "mean_gradient_statistic"]

@@ -7,54 +7,29 @@ logits), so it measures how much each weight moves the function itself.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from medzoo.core import SiteContext, Task
-from medzoo.relay.strategies.base import SiteSettings, iterate_batches
-from medzoo.relay.strategies.ewc import ImportanceStrategy
+from medzoo.relay.strategies.base import iterate_batches
+from medzoo.relay.strategies.ewc import ImportanceSettings, ImportanceStrategy, mean_gradient_statistic
 
 
 def mas_importance(task: Task, model: nn.Module, dataset: Dataset[Any], *, device: torch.device,
                    batch_size: int = 8, max_batches: int = 32, seed: int = 0) -> dict[str, Tensor]:
     """Mean absolute gradient of the mean squared logits, per parameter (MAS importance)."""
-    was_training = model.training
-    model.eval()
-    imp = {n: torch.zeros_like(p) for n, p in model.named_parameters() if p.requires_grad}
-    n_batches = 0
-    for batch in iterate_batches(dataset, batch_size, device, max_batches, seed):
-        model.zero_grad(set_to_none=True)
-        logits = task.step(model, batch).logits
-        logits.float().pow(2).mean().backward()
-        for n, p in model.named_parameters():
-            if p.grad is not None and n in imp:
-                imp[n] += p.grad.detach().abs()
-        n_batches += 1
-    model.zero_grad(set_to_none=True)
-    model.train(was_training)
-    return {n: v / max(1, n_batches) for n, v in imp.items()}
+    return mean_gradient_statistic(model, iterate_batches(dataset, batch_size, device, max_batches, seed),
+                                   lambda batch: task.step(model, batch).logits.float().pow(2).mean(), torch.abs)
 
 
 @dataclass(frozen=True)
-class MASSettings(SiteSettings):
-    """The site settings of :class:`~medzoo.relay.strategies.base.SiteSettings`, and:
-
-    Attributes:
-        lam: penalty strength.
-        mode: ``"online"`` decays old importance by ``gamma``; ``"sum"`` adds.
-        gamma: decay.
-        max_batches: batches of the importance estimate.
-        batch_size: batch size of that estimate.
-    """
+class MASSettings(ImportanceSettings):
+    """MAS's settings: those of :class:`~medzoo.relay.strategies.ewc.ImportanceSettings`, ``lam`` 1."""
 
     lam: float = 1.0
-    mode: Literal["online", "sum"] = "online"
-    gamma: float = 1.0
-    max_batches: int = 32
-    batch_size: int = 8
 
 
 class MAS(ImportanceStrategy):
