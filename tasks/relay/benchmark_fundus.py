@@ -81,7 +81,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 # Settings the benchmark gives a strategy (``--opt`` overrides them). The Relay Learning recipe keeps BatchNorm running
 # statistics as they arrived at later sites: otherwise its replayed generator samples (blurred 64 px images) set
-# them, and the network collapses (docs/relay.md). The other strategies run with their defaults: with
+# them, and the network collapses (docs/relay_results.md). The other strategies run with their defaults: with
 # norm_stats=freeze LwF forgot less in the given order but ended lower over the six orders
 # (docs/benchmarks/relay_fundus_ablation_bnfreeze_all.md).
 STRATEGY_OPTS: dict[str, dict[str, str]] = {"relay": {"norm_stats": "freeze"}}
