@@ -310,9 +310,8 @@ def cmd_strategies(args: argparse.Namespace) -> int:
     for name in list_strategies():
         doc = (_STRATEGIES[name].__doc__ or "").strip().splitlines()[0]
         print(f"{name:<7} {doc}")
-        defaults = strategy_defaults(name)
-        for k, accepts in strategy_choices(name).items():
-            v = defaults[k]
+        accepts = strategy_choices(name)
+        for k, v in strategy_defaults(name).items():
             value = str(v).lower() if isinstance(v, bool) else v
-            print(f"          {k} = {value}".ljust(42) + f"  ({accepts})")
+            print(f"          {k} = {value}".ljust(42) + f"  ({accepts[k]})")
     return 0

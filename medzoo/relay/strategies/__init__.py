@@ -30,8 +30,10 @@ def list_strategies() -> list[str]:
 
 
 def strategy_defaults(name: str) -> dict[str, Any]:
-    """Default settings of strategy ``name`` as a dict."""
-    return dataclasses.asdict(_cls(name).Settings())
+    """Default settings of strategy ``name`` as a dict, in the order of :func:`strategy_choices` (the strategy's own
+    settings first, then the :class:`SiteSettings` it inherits)."""
+    d = dataclasses.asdict(_cls(name).Settings())
+    return {k: d[k] for k in strategy_choices(name)}
 
 
 def strategy_choices(name: str) -> dict[str, str]:
