@@ -135,6 +135,11 @@ def test_outputs_and_options_are_checked_before_any_work(tmp_path: Path, capsys:
     with pytest.raises(SystemExit):
         main(["train", "mediastinum", "--data", "synth-a", "--out", str(tmp_path / "m.safetensors"), "--epochs", "0"])
     assert "at least 1" in capsys.readouterr().err
+    for cmd in (["relay", "train", str(tmp_path / "lap0.baton"), "--data", "synth-a", "--site", "a", "--out",
+                 str(tmp_path / "lap1.baton")], ["finetune", "midline", "--data", "synth-a", "--out", out]):
+        with pytest.raises(SystemExit):
+            main([*cmd, "--lr", "-0.001"])
+        assert "--lr: must be a positive number" in capsys.readouterr().err
     assert "is a folder" in err_of(["train", "mediastinum", "--data", "synth-a", "--out", str(tmp_path / "dir")])
     assert "already exists" in err_of(["finetune", "midline", "--data", "synth-a", "--out", str(tmp_path / "afile")])
     assert (tmp_path / "afile").read_text() == "keep me"

@@ -45,11 +45,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         p.add_argument("--site", default=None, help="site name recorded with the model (default: the data's name)")
         p.add_argument("--out", type=Path, required=True, help="output .safetensors model file (never overwritten unless --overwrite)")
         p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-        p.add_argument("--epochs", type=_positive_int, default=10)
-        p.add_argument("--batch-size", type=_positive_int, default=8)
-        p.add_argument("--lr", type=_positive_float, default=1e-3)
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--device", default="cpu")
+        p.add_argument("--epochs", type=_positive_int, default=10, help="passes over the data (>= 1; default 10)")
+        p.add_argument("--batch-size", type=_positive_int, default=8, help="samples per step (>= 1; default 8)")
+        p.add_argument("--lr", type=_positive_float, default=1e-3,
+                       help="peak learning rate (AdamW, cosine-decayed; > 0; default 0.001)")
+        p.add_argument("--seed", type=int, default=0, help="seeds Python, NumPy and torch (default 0)")
+        p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
         p.set_defaults(func=cmd_train if name == "train" else cmd_finetune)
 
 

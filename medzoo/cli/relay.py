@@ -60,8 +60,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="the baton to write (the arriving one is never modified: --out may not name it)")
     p.add_argument("--epochs", type=_positive, default=10, help="passes over this site's data (>= 1; default 10)")
     p.add_argument("--batch-size", type=_positive, default=8, help="samples per step (>= 1; default 8)")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=_positive_float, default=1e-3,
+                   help="peak learning rate (AdamW, cosine-decayed over the site's epochs; > 0; default 0.001)")
+    p.add_argument("--seed", type=int, default=0, help="seeds Python, NumPy and torch: shuffling and augmentation (default 0)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 (several GPUs: launch with torchrun)")
     p.add_argument("--num-workers", type=_non_negative, default=0, help="data loader processes (>= 0; default 0)")
     p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
@@ -133,13 +134,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    "(a longer first lap from the initial weights, shorter fine-tuning laps); baselines keep --epochs")
     p.add_argument("--max-train", type=_positive, help="override the budget's training samples per site (>= 1)")
     p.add_argument("--max-test", type=_positive, help="override the budget's test samples per site (>= 1)")
-    p.add_argument("--batch-size", type=_positive)
-    p.add_argument("--lr", type=_positive_float)
+    p.add_argument("--batch-size", type=_positive, help="override the budget's samples per step (>= 1)")
+    p.add_argument("--lr", type=_positive_float, help="override the budget's peak learning rate (> 0)")
     p.add_argument("--augment", metavar="LEVEL", help="training augmentation of every method: standard (default) or a "
                    "level the task has (fundus: strong)")
     p.add_argument("--opt", action="append", metavar="STRATEGY.KEY=VALUE", help="strategy setting, e.g. ewc.lam=100")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0, help="seeds the initial weights, the training samples drawn and "
+                   "their order (default 0)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--progress", action="store_true", help="show per-epoch progress bars")
     p.add_argument("--jobs", type=_positive, default=1,
                    help="run the relays and baselines as this many processes at a time (several can share one GPU)")

@@ -217,7 +217,8 @@ def train(baton: str | Path, data: str | Path, site: str, out: str | Path, *, ep
     Raises:
         BatonError: the arriving baton is refused (also: signed but no ``key_file``), ``out`` exists or is the
             arriving baton, or ``work_dir`` holds files medzoo did not write.
-        InputError: the data folder is unusable, or epochs/batch_size/max_samples < 1 or num_workers < 0.
+        InputError: the data folder is unusable, epochs/batch_size/max_samples < 1, num_workers < 0, or lr is not a
+            finite number > 0.
     """
     out = Path(out)
     _check_train_args(epochs, batch_size, max_samples, num_workers)

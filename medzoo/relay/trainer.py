@@ -46,6 +46,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from medzoo.core import RelayHook, SiteContext, Task
+from medzoo.errors import InputError
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -76,6 +77,26 @@ class TrainConfig:
     amp: bool = True
     grad_clip: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Refuse settings that would train silently wrong (a negative learning rate ascends the loss).
+
+        Raises:
+            InputError: a count that is not a whole number in range, or a rate that is not a finite number in range.
+        """
+        for name, least in (("epochs", 1), ("batch_size", 1), ("warmup_steps", 0), ("num_workers", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise InputError(f"{name} must be a whole number >= {least}, got {value!r}")
+        for name, lo, lo_open, hi in (("lr", 0.0, True, math.inf), ("weight_decay", 0.0, False, math.inf),
+                                      ("min_lr_ratio", 0.0, False, 1.0), ("grad_clip", 0.0, False, math.inf)):
+            value = getattr(self, name)
+            ok = (not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+                  and (value > lo if lo_open else value >= lo) and value <= hi)
+            if not ok:
+                bound = f"> {lo:g}" if lo_open else f">= {lo:g}"
+                bound += f" and <= {hi:g}" if math.isfinite(hi) else ""
+                raise InputError(f"{name} must be a finite number {bound}, got {value!r}")
 
 
 def seed_everything(seed: int) -> None:

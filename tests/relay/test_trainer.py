@@ -6,9 +6,11 @@ from typing import Any
 
 import albumentations as A
 import numpy as np
+import pytest
 import torch
 from torch.utils.data import Dataset, Subset
 
+from medzoo.errors import InputError
 from medzoo.relay.trainer import TrainConfig, reseed_dataset, train_site
 
 
@@ -48,3 +50,14 @@ def test_reseed_dataset_reaches_nested_pipelines(toy) -> None:  # type: ignore[n
     assert all(torch.equal(a, ds[i]["image"]) for i, a in enumerate(first))
     reseed_dataset(ds, 8)
     assert not all(torch.equal(a, ds[i]["image"]) for i, a in enumerate(first))
+
+
+@pytest.mark.parametrize("bad", [{"lr": -1e-3}, {"lr": 0.0}, {"lr": float("nan")}, {"lr": float("inf")},
+                                 {"epochs": 0}, {"epochs": 2.0}, {"batch_size": 0}, {"weight_decay": -0.1},
+                                 {"min_lr_ratio": 1.5}, {"num_workers": -1}, {"grad_clip": -1.0}])
+def test_settings_that_would_train_silently_wrong_are_refused(bad: dict[str, Any]) -> None:
+    """A negative learning rate once trained without a word (gradient ascent: a baton of garbage weights)."""
+    name = next(iter(bad))
+    with pytest.raises(InputError, match=f"{name} must be"):
+        TrainConfig(**bad)
+    TrainConfig(lr=3e-4, epochs=1, batch_size=1, weight_decay=0.0, min_lr_ratio=1.0, grad_clip=1.0)  # in range
