@@ -81,6 +81,9 @@ def test_summary_over_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert stare["gap"]["mean"] == pytest.approx(0.06) and stare["right_after_minus_final"]["mean"] == pytest.approx(0.02)
     assert agg["per_site"]["hrf"]["right_after_minus_final"]["mean"] == pytest.approx(0.0)
     assert "| lwf | stare | +0.0600 ± 0.0283 | +0.0400 ± 0.0000 | +0.0200 ± 0.0283 |" in (tmp_path / "relay_fundus_seeds.md").read_text()
+    assert "test images" not in (tmp_path / "relay_fundus_seeds.md").read_text().split("Final mean Dice")[0]  # budget silent
+    assert "same at every seed" in mod.measured_images_sentence({"max_test": None})
+    assert "the seed also draws which test images" in mod.measured_images_sentence({"max_test": 8})
     (tmp_path / "relay_fundus_seed2.json").write_text(json.dumps(_doc(2, 0.74, (0.73, -0.005, good), budget=3)))
     assert _run(mod, tmp_path) == 2
     assert "different budgets" in capsys.readouterr().err
