@@ -180,6 +180,11 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
         [list(sites)] if orders == "given" else [list(o) for o in orders]
     if len(set(map(str, sites))) != len(sites):
         raise InputError(f"sites {list(map(str, sites))} name a site more than once; give each site once")
+    trained_too = [str(x) for x in external if str(x) in set(map(str, sites))]
+    if trained_too or len(set(map(str, external))) != len(external):
+        raise InputError(f"external sites {list(map(str, external))} must be sites never trained on, each named once"
+                         + (f"; {trained_too} also in --sites" if trained_too else "")
+                         + ": an external result would otherwise not be external")
     for o in order_list:  # the metrics index R by the position a site is trained at: each site exactly once
         if sorted(map(str, o)) != sorted(map(str, sites)):
             raise InputError(f"order {list(map(str, o))} is not an ordering of the sites {list(map(str, sites))}: a relay "

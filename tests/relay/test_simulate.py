@@ -115,6 +115,9 @@ def test_simulate_refuses_orders_that_are_not_orderings_of_the_sites(toy, tmp_pa
         simulate(toy.spec.name, ["a", "b"], tmp_path / "run", orders=[["a", "c"]], **kw)
     with pytest.raises(InputError, match="more than once"):
         simulate(toy.spec.name, ["a", "a"], tmp_path / "run", **kw)
+    # an "external" site that is also trained on once ran and was reported as a site never trained on
+    with pytest.raises(InputError, match=r"\['a'\] also in --sites"):
+        simulate(toy.spec.name, ["a", "b"], tmp_path / "run", external=["a"], **kw)
     assert not (tmp_path / "run").exists()  # refused before anything is written
 
 
