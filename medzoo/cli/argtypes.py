@@ -1,4 +1,5 @@
-"""argparse value types shared by every command: a bad value is a usage error naming the option, before any work."""
+"""argparse value types shared by every command (a bad value is a usage error naming the option, before any work),
+and the training options every training command takes."""
 
 from __future__ import annotations
 
@@ -43,3 +44,15 @@ def probability(text: str) -> float:
     if not v < 1:
         raise argparse.ArgumentTypeError(f"must be strictly between 0 and 1, got {text}")
     return v
+
+
+def add_training_options(p: argparse.ArgumentParser, *, data: str = "the data",
+                         device_help: str = "cpu, cuda or cuda:N (default cpu)") -> None:
+    """--epochs, --batch-size, --lr, --seed, --device with the defaults of :class:`medzoo.relay.trainer.TrainConfig`."""
+    p.add_argument("--epochs", type=positive_int, default=10, help=f"passes over {data} (>= 1; default 10)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="samples per step (>= 1; default 8)")
+    p.add_argument("--lr", type=positive_float, default=1e-3,
+                   help="peak learning rate (AdamW, cosine-decayed over the epochs; > 0; default 0.001)")
+    p.add_argument("--seed", type=int, default=0, help="seeds Python, NumPy and torch: shuffling and augmentation "
+                   "(default 0)")
+    p.add_argument("--device", default="cpu", help=device_help)

@@ -7,8 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from medzoo.cli.argtypes import positive_float as _positive_float
-from medzoo.cli.argtypes import positive_int as _positive_int
+from medzoo.cli.argtypes import add_training_options
 from medzoo.cli.argtypes import probability as _probability
 
 
@@ -45,12 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         p.add_argument("--site", default=None, help="site name recorded with the model (default: the data's name)")
         p.add_argument("--out", type=Path, required=True, help="output .safetensors model file (never overwritten unless --overwrite)")
         p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-        p.add_argument("--epochs", type=_positive_int, default=10, help="passes over the data (>= 1; default 10)")
-        p.add_argument("--batch-size", type=_positive_int, default=8, help="samples per step (>= 1; default 8)")
-        p.add_argument("--lr", type=_positive_float, default=1e-3,
-                       help="peak learning rate (AdamW, cosine-decayed; > 0; default 0.001)")
-        p.add_argument("--seed", type=int, default=0, help="seeds Python, NumPy and torch (default 0)")
-        p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+        add_training_options(p)
         p.set_defaults(func=cmd_train if name == "train" else cmd_finetune)
 
 

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from medzoo.cli.argtypes import add_training_options
 from medzoo.cli.argtypes import non_negative_int as _non_negative
 from medzoo.cli.argtypes import positive_float as _positive_float
 from medzoo.cli.argtypes import positive_int as _positive
@@ -58,12 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--site", required=True, help="this site's name, recorded in the ledger")
     p.add_argument("--out", type=Path, required=True,
                    help="the baton to write (the arriving one is never modified: --out may not name it)")
-    p.add_argument("--epochs", type=_positive, default=10, help="passes over this site's data (>= 1; default 10)")
-    p.add_argument("--batch-size", type=_positive, default=8, help="samples per step (>= 1; default 8)")
-    p.add_argument("--lr", type=_positive_float, default=1e-3,
-                   help="peak learning rate (AdamW, cosine-decayed over the site's epochs; > 0; default 0.001)")
-    p.add_argument("--seed", type=int, default=0, help="seeds Python, NumPy and torch: shuffling and augmentation (default 0)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 (several GPUs: launch with torchrun)")
+    add_training_options(p, data="this site's data", device_help="cpu, cuda, cuda:1 (several GPUs: launch with torchrun)")
     p.add_argument("--num-workers", type=_non_negative, default=0, help="data loader processes (>= 0; default 0)")
     p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
     p.add_argument("--max-samples", type=_positive, help="use at most this many training samples (>= 1)")
