@@ -136,7 +136,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    "level the task has (fundus: strong)")
     p.add_argument("--opt", action="append", metavar="STRATEGY.KEY=VALUE", help="strategy setting, e.g. ewc.lam=100")
     p.add_argument("--seed", type=int, default=0, help="seeds the initial weights, the training samples drawn and "
-                   "their order (default 0)")
+                   "their order, and which test samples are measured where the budget or --max-test caps them (default 0)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--progress", action="store_true", help="show per-epoch progress bars")
     p.add_argument("--jobs", type=_positive, default=1,
