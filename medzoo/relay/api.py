@@ -57,10 +57,7 @@ def _refuse_signed_without_key(b: Baton, key_file: str | Path | None, step: str)
                          "next site's `verify --key-file` rejects)")
 
 
-def _check_train_args(epochs: int, batch_size: int, max_samples: int | None, num_workers: int) -> None:
-    for name, value, least in (("epochs", epochs, 1), ("batch_size", batch_size, 1), ("num_workers", num_workers, 0)):
-        if not isinstance(value, int) or value < least:
-            raise InputError(f"{name} must be a whole number >= {least}, got {value!r}")
+def _check_max_samples(max_samples: int | None) -> None:
     if max_samples is not None and (not isinstance(max_samples, int) or max_samples < 1):
         raise InputError(f"max_samples must be a whole number >= 1 (or None for all), got {max_samples!r}")
 
@@ -221,7 +218,9 @@ def train(baton: str | Path, data: str | Path, site: str, out: str | Path, *, ep
             finite number > 0.
     """
     out = Path(out)
-    _check_train_args(epochs, batch_size, max_samples, num_workers)
+    # the optimisation settings are checked (TrainConfig refuses a bad value) before the baton is even read
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, amp=amp, num_workers=num_workers)
+    _check_max_samples(max_samples)
     b = Baton.read(baton, key_file=key_file, expect_task=expect_task)
     _refuse_signed_without_key(b, key_file, "training")
     if _same_file(out, baton):
@@ -252,7 +251,6 @@ def train(baton: str | Path, data: str | Path, site: str, out: str | Path, *, ep
         _prepare_work_dir(work, default=work_dir is None, create=True)
         if not resume:
             _clean_work_dir(work, keep_marker=True)  # the earlier run's checkpoints only
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, amp=amp, num_workers=num_workers)
     started = now()
     stats = train_site(task, net, ds, cfg, hooks=[strategy], site_name=site, site_index=len(b.training_entries),
                        n_seen=b.n_seen, device=device, progress=progress, checkpoint_dir=work,
