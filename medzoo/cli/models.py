@@ -9,6 +9,7 @@ from typing import Any
 
 from medzoo.cli.argtypes import add_training_options
 from medzoo.cli.argtypes import probability as _probability
+from medzoo.relay import DEFAULT_STRATEGY
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -39,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
             p.add_argument("--init", help="start from shipped weights name or a model file instead of random init")
         else:
             p.add_argument("model", help="shipped weights name or .safetensors model file")
-            p.add_argument("--strategy", default="lwf", help="continual-learning strategy (see `medzoo relay strategies`); default lwf")
+            p.add_argument("--strategy", default=DEFAULT_STRATEGY,
+                           help=f"continual-learning strategy (see `medzoo relay strategies`); default {DEFAULT_STRATEGY}")
         p.add_argument("--data", required=True, help="built-in site name or a folder in the task's layout")
         p.add_argument("--site", default=None, help="site name recorded with the model (default: the data's name)")
         p.add_argument("--out", type=Path, required=True, help="output .safetensors model file (never overwritten unless --overwrite)")

@@ -15,6 +15,7 @@ from medzoo.cli.argtypes import non_negative_int as _non_negative
 from medzoo.cli.argtypes import positive_float as _positive_float
 from medzoo.cli.argtypes import positive_int as _positive
 from medzoo.errors import InputError
+from medzoo.relay import DEFAULT_STRATEGY
 
 
 def _opts(pairs: list[str] | None) -> dict[str, str]:
@@ -44,7 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--task", required=True, help="task name (see `medzoo list`)")
     p.add_argument("--out", type=Path, required=True, help="baton file to write")
     p.add_argument("--init", help="shipped weights name or model file to start from (default: random init)")
-    p.add_argument("--strategy", default="relay", help="continual-learning strategy (see `medzoo relay strategies`); default relay")
+    p.add_argument("--strategy", default=DEFAULT_STRATEGY,
+                   help=f"continual-learning strategy (see `medzoo relay strategies`); default {DEFAULT_STRATEGY}")
     p.add_argument("--opt", action="append", metavar="KEY=VALUE", help="strategy setting, repeatable (e.g. --opt lam=100)")
     p.add_argument("--key-file", type=Path, help="sign the baton with this shared consortium key (HMAC-SHA256)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
@@ -117,7 +119,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = rs.add_parser("simulate", help="run whole relays and baselines on one machine; accuracy matrix, BWT, forgetting")
     p.add_argument("--task", required=True)
     p.add_argument("--sites", required=True, help="comma-separated training sites, in relay order")
-    p.add_argument("--strategy", default="relay", help="comma-separated strategies, or 'all'")
+    p.add_argument("--strategy", default=DEFAULT_STRATEGY,
+                   help=f"comma-separated strategies, or 'all' (default {DEFAULT_STRATEGY})")
     p.add_argument("--orders", default="given", choices=("given", "all"), help="'all' runs every site order")
     p.add_argument("--budget", default="tiny", choices=("tiny", "small", "full"))
     p.add_argument("--external", default="", help="comma-separated sites never trained on (evaluated at the end)")
@@ -307,7 +310,7 @@ def cmd_strategies(args: argparse.Namespace) -> int:
 
     for name in list_strategies():
         doc = (_STRATEGIES[name].__doc__ or "").strip().splitlines()[0]
-        print(f"{name:<7} {doc}")
+        print(f"{name:<7} {doc}" + ("  [the default]" if name == DEFAULT_STRATEGY else ""))
         accepts = strategy_choices(name)
         for k, v in strategy_defaults(name).items():
             value = str(v).lower() if isinstance(v, bool) else v

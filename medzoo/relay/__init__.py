@@ -22,7 +22,11 @@ _LAZY = {
     "TrainConfig": "medzoo.relay.trainer", "train_site": "medzoo.relay.trainer",
 }
 
-__all__ = sorted(_LAZY)
+#: The strategy a relay, a simulation or a fine-tuning uses when none is named: LwF, the relay strategy measured best
+#: on the real fundus relay (docs/relay.md) and the one the shipped mediastinum and midline weights were relayed with.
+DEFAULT_STRATEGY = "lwf"
+
+__all__ = sorted([*_LAZY, "DEFAULT_STRATEGY"])
 
 
 def __getattr__(name: str) -> Any:

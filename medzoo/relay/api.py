@@ -3,7 +3,7 @@
 A relay across three hospitals, in Python::
 
     from medzoo.relay import api
-    api.start("fundus-vessels", "relay.baton", init="fundus-vessels", strategy="relay")
+    api.start("fundus-vessels", "relay.baton", init="fundus-vessels", strategy="lwf")
     api.train("relay.baton", "/data/site1", site="site1", out="site1.baton", epochs=20)  # at site 1
     api.train("site1.baton", "/data/site2", site="site2", out="site2.baton", epochs=20)   # at site 2
     api.evaluate("site2.baton", "/data/site1", site="site1")                              # evaluation lap
@@ -25,6 +25,7 @@ from torch.utils.data import Dataset, Subset
 
 from medzoo.core import EvalResult, Task, TaskModel, dataset_augment, load_state_dict_strict
 from medzoo.errors import BatonError, InputError
+from medzoo.relay import DEFAULT_STRATEGY
 from medzoo.relay.baton import Baton, now
 from medzoo.relay.finetune import finetune, finetuned_meta  # noqa: F401  (api.finetune: one new site, no baton)
 from medzoo.relay.strategies import Strategy, StrategyError, make_strategy, stored_strategy
@@ -124,7 +125,7 @@ def subset(ds: Dataset[Any], max_samples: int | None, seed: int = 0) -> Dataset[
     return Subset(ds, sorted(idx))
 
 
-def start(task_name: str, out: str | Path, *, init: str | Path | None = None, strategy: str = "relay",
+def start(task_name: str, out: str | Path, *, init: str | Path | None = None, strategy: str = DEFAULT_STRATEGY,
           key_file: str | Path | None = None, overwrite: bool = False, arch: dict[str, Any] | None = None,
           seed: int = 0, norm_eval: str | None = None, **strategy_opts: Any) -> Path:
     """Create the first baton of a relay.
@@ -133,7 +134,8 @@ def start(task_name: str, out: str | Path, *, init: str | Path | None = None, st
         task_name: registry name, e.g. ``"fundus-vessels"``.
         out: baton file to write.
         init: shipped weights name or model file to start from (default: random init).
-        strategy: see :func:`medzoo.relay.strategies.list_strategies`; fixed for the whole relay.
+        strategy: see :func:`medzoo.relay.strategies.list_strategies`; fixed for the whole relay (default
+            :data:`medzoo.relay.DEFAULT_STRATEGY`, LwF).
         key_file: sign the baton with this shared key (HMAC-SHA256).
         overwrite: replace an existing ``out``.
         arch: builder arguments for a fresh network (ignored with ``init``).

@@ -10,11 +10,12 @@ from typing import Any
 
 from medzoo.core import TaskModel
 from medzoo.relay.baton import now
+from medzoo.relay import DEFAULT_STRATEGY
 from medzoo.relay.strategies import make_strategy
 from medzoo.relay.trainer import TrainConfig, train_site
 
 
-def finetune(task_model: TaskModel, data: str | Path, site: str | None = None, strategy: str = "lwf", *,
+def finetune(task_model: TaskModel, data: str | Path, site: str | None = None, strategy: str = DEFAULT_STRATEGY, *,
              epochs: int = 10, batch_size: int = 8, lr: float = 1e-3, seed: int = 0, device: str = "cpu",
              n_prev: int | None = None, progress: bool = True, **strategy_opts: Any) -> TaskModel:
     """Fine-tune a pretrained model at one new site without forgetting what it knew: one call.

@@ -23,7 +23,7 @@ from torch import nn
 from medzoo.core import Task, dataset_augment, save_model
 from medzoo.errors import InputError
 from medzoo.norm import apply_norm_eval, norm_eval_of
-from medzoo.relay import api, metrics
+from medzoo.relay import DEFAULT_STRATEGY, api, metrics
 from medzoo.relay import baselines as bl
 from medzoo.relay.baton import Baton
 from medzoo.relay.budget import BUDGETS, Budget, BudgetName
@@ -122,7 +122,7 @@ def _check_before_writing(task: Any, sites: Sequence[str | Path], external: Sequ
                          "this is a file", out)
 
 
-def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategies: Sequence[str] | str = "relay",
+def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategies: Sequence[str] | str = DEFAULT_STRATEGY,
              orders: Literal["given", "all"] | Sequence[Sequence[str]] = "given", budget: BudgetName | Budget = "tiny",
              external: Sequence[str] = (), baselines: Sequence[str] | Literal["all", "none"] = "all", seed: int = 0,
              device: str = "cpu", init: str | None = None, strategy_opts: Mapping[str, Mapping[str, Any]] | None = None,

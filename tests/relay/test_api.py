@@ -123,6 +123,25 @@ def test_cli_relay_round(toy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "has no augmentation level 'strong'" in capsys.readouterr().err and not (tmp_path / "s.baton").exists()
 
 
+def test_default_strategy_is_the_measured_best(toy, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    """A relay started without --strategy once ran the Relay Learning recipe, the relay strategy that ended lowest on
+    the real fundus relay (docs/relay.md); it is LwF now, as for `finetune`, and `relay strategies` says so."""
+    from medzoo.cli.main import main
+    from medzoo.relay import DEFAULT_STRATEGY
+
+    assert DEFAULT_STRATEGY == "lwf"
+    assert main(["relay", "start", "--task", toy.spec.name, "--out", str(tmp_path / "c.baton")]) == 0
+    assert api.inspect(tmp_path / "c.baton")["strategy"] == "lwf"
+    assert api.inspect(api.start(toy.spec.name, tmp_path / "p.baton"))["strategy"] == "lwf"
+    capsys.readouterr()
+    assert main(["relay", "strategies"]) == 0
+    marked = [line.split()[0] for line in capsys.readouterr().out.splitlines() if line.endswith("[the default]")]
+    assert marked == ["lwf"]
+    assert main(["relay", "simulate", "--task", toy.spec.name, "--sites", "a,b", "--baselines", "none", "--epochs", "1",
+                 "--out", str(tmp_path / "sim")]) == 0
+    assert "SYNTHETIC lwf [a -> b]" in capsys.readouterr().out
+
+
 def test_cli_simulate_and_strategies(toy, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
     from medzoo.cli.main import main
 
