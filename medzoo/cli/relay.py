@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -222,7 +224,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     for i, e in enumerate(info["ledger"]):
         what = {"start": f"start (init {e.get('init')})",
                 "train": f"train  #{e.get('order')} {e.get('site')}: n={e.get('n_samples')} epochs={e.get('epochs')}",
-                "evaluate": f"evaluate {e.get('site')} [{e.get('split')}] after {','.join(e.get('after_sites', []))}: n={e.get('n_samples')}"
+                "evaluate": f"evaluate {e.get('site')} [{e.get('split')}{', NOT held out' if e.get('held_out') is False else ''}] "
+                            f"after {','.join(e.get('after_sites', []))}: n={e.get('n_samples')}"
                 }.get(e.get("kind"), str(e.get("kind")))
         syn = " SYNTHETIC" if e.get("synthetic") else ""
         print(f"   {i:>2}. {what}{syn}  {_fmt_metrics(e.get('metrics', {}), primary)}")
@@ -235,17 +238,25 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                   f"(gen->train {mm['gen_to_train_median']:.4f} vs train->train {mm['train_to_train_median']:.4f})")
         elif note.get("replay") == "off":
             print("       replay switched off at this site")
+        if e.get("caveat"):
+            print(f"       caveat: {e['caveat']}")
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from medzoo.relay import api
 
-    res = api.evaluate(args.baton, args.data, args.site, out=args.out, split=args.split, key_file=args.key_file,
-                       device=args.device, overwrite=args.overwrite)
+    with warnings.catch_warnings():  # the caveat is printed below, once
+        warnings.simplefilter("ignore")
+        res = api.evaluate(args.baton, args.data, args.site, out=args.out, split=args.split, key_file=args.key_file,
+                           device=args.device, overwrite=args.overwrite)
     info = api.inspect(args.out or args.baton)
-    tag = " (SYNTHETIC data)" if info["ledger"][-1].get("synthetic") else ""
-    print(f"evaluation lap at {args.site} [{args.split}] after {' -> '.join(info['sites'])}{tag}:")
+    last = info["ledger"][-1]
+    tag = " (SYNTHETIC data)" if last.get("synthetic") else ""
+    held = ", NOT held out" if last.get("held_out") is False else ""
+    if last.get("caveat"):
+        print(f"note: {args.data}: {last['caveat']}", file=sys.stderr)
+    print(f"evaluation lap at {args.site} [{args.split}{held}] after {' -> '.join(info['sites'])}{tag}:")
     for k, v in res.metrics.items():
         print(f"  {k:<24} {v:.4f}")
     print(f"appended to the ledger of {args.out or args.baton}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,20 @@ def _cheap_sample_ids(ds: Any) -> list[str] | None:
     if isinstance(records, (list, tuple)) and all(hasattr(r, "id") for r in records):
         return [str(r.id) for r in records]
     return None
+
+
+def shared_samples(a: Dataset[Any], b: Dataset[Any]) -> int | None:
+    """How many samples of ``b`` are also in ``a``, by the sample ids the datasets name (None when either names none)."""
+    ids_a, ids_b = _cheap_sample_ids(a), _cheap_sample_ids(b)
+    if ids_a is None or ids_b is None:
+        return None
+    return len(set(ids_a) & set(ids_b))
+
+
+def not_held_out(split: str, train_split: str, shared: int, n: int) -> str:
+    """Why a result is no held-out one, for the ledger (no path: the ledger travels to other sites)."""
+    return (f"{shared} of the {n} samples of this site's {split!r} split are also in its {train_split!r} split (a "
+            f"folder without a split file puts every sample in every split)")
 
 
 def _site_dataset(task: Task, data: str | Path, split: str, *, augment: bool = False) -> Dataset[Any]:
@@ -204,7 +219,8 @@ def train(baton: str | Path, data: str | Path, site: str, out: str | Path, *, ep
             made (it holds a ``.medzoo-relay-work`` marker and checkpoint files only); anything else is refused
             before training. After success medzoo removes only its own files there, then the folder if empty.
         max_samples: use at most this many training samples (fixed random subset).
-        eval_split: after training, evaluate on this split of ``data`` for the ledger (None: skip).
+        eval_split: after training, evaluate on this split of ``data`` for the ledger (None: skip; not measured, and
+            the entry says why, where it shares samples with ``split``: no held-out result).
         overwrite: replace an existing ``out``. expect_task: refuse a baton for another task.
         split: the split of ``data`` to train on (``"train"``; ``"fit"`` where a task holds a validation split out).
         augment: the task's training augmentation (``True``), none (``False``), or a level name from the task's
@@ -266,8 +282,14 @@ def train(baton: str | Path, data: str | Path, site: str, out: str | Path, *, ep
     metrics: dict[str, Any] = {}
     if eval_split:
         try:
-            res = task.evaluate(net, task.build_dataset(data, eval_split), device=device)  # type: ignore[arg-type]
-            metrics = {site: res.metrics}
+            eval_ds = task.build_dataset(data, eval_split)
+            shared = shared_samples(ds_full, eval_ds)
+            if shared:  # the site just trained on these: a result would be a training-data one, labelled as test
+                metrics = {site: {"skipped": not_held_out(eval_split, split, shared, len(eval_ds)) +  # type: ignore[arg-type]
+                                  ", and this site just trained on them: not measured, as the result would not be a "
+                                  "held-out one; give the folder a held-out test split (the task's folder layout)"}}
+            else:
+                metrics = {site: task.evaluate(net, eval_ds, device=device).metrics}  # type: ignore[arg-type]
         except InputError as e:
             metrics = {site: {"skipped": f"no {eval_split} split ({e})"}}
     nb = b.with_state({k: v for k, v in net.state_dict().items()}, strategy.state_dict())
@@ -328,11 +350,21 @@ def evaluate(baton: str | Path, data: str | Path, site: str, *, out: str | Path 
     task, net, _ = _build(b)
     ds = _site_dataset(task, data, split)
     t0 = time.perf_counter()
+    caveat: dict[str, Any] = {}
+    if split not in ("train", "all"):  # asked for held-out data: say so when the folder holds none apart
+        try:
+            shared = shared_samples(task.build_dataset(data, "train"), ds)
+        except InputError:  # no training split at this site: nothing to share
+            shared = None
+        if shared:
+            caveat = {"held_out": False, "caveat": not_held_out(split, "train", shared, len(ds)) +  # type: ignore[arg-type]
+                      ": if this site trained on them, this is not a held-out result"}
+            warnings.warn(f"{data}: {caveat['caveat']}", stacklevel=2)
     res = task.evaluate(net, ds, device=device)
     nb = b.with_state(b.model_state, b.strategy_state)
     nb.append({"kind": "evaluate", "site": site, "split": split, "n_samples": len(ds),  # type: ignore[arg-type]
-               "after_sites": b.sites, "metrics": {site: res.metrics}, "wall_s": round(time.perf_counter() - t0, 2),
-               "finished": now(), "synthetic": task.spec.synthetic})
+               "after_sites": b.sites, "metrics": {site: res.metrics}, **caveat,
+               "wall_s": round(time.perf_counter() - t0, 2), "finished": now(), "synthetic": task.spec.synthetic})
     nb.write(out if out is not None else baton, key_file=key_file)
     return res
 

@@ -99,9 +99,10 @@ PARTIAL_BASELINES = "baselines_partial.json"
 
 def _check_before_writing(task: Any, sites: Sequence[str | Path], external: Sequence[str | Path],
                           strat_names: Sequence[str], strategy_opts: Mapping[str, Mapping[str, Any]] | None,
-                          out: str | Path) -> None:
-    """Refuse what would fail later, before anything is written: unknown strategies or settings, sites that are
-    neither built in nor an existing folder, an ``out`` that is a file."""
+                          out: str | Path, train_split: str = "train", test_split: str = "test") -> None:
+    """Refuse what would fail later or measure the wrong thing, before anything is written: unknown strategies or
+    settings, sites that are neither built in nor an existing folder, a training site folder whose test split holds
+    training samples (a folder without a split file), an ``out`` that is a file."""
     from medzoo.relay.strategies import list_strategies, make_strategy
 
     unknown = [n for n in strat_names if n not in list_strategies()]
@@ -117,6 +118,14 @@ def _check_before_writing(task: Any, sites: Sequence[str | Path], external: Sequ
         if str(s) not in builtin and not Path(s).is_dir():
             raise InputError(f"site {str(s)!r} is neither a built-in site of {task.spec.name} "
                              f"({', '.join(sorted(builtin)) or 'none'}) nor an existing folder")
+    for s in sites:  # built-in sites hold their test samples out; a folder may not
+        if str(s) not in builtin:
+            test = task.build_dataset(s, test_split)
+            shared = api.shared_samples(task.build_dataset(s, train_split), test)
+            if shared:
+                raise InputError(f"{api.not_held_out(test_split, train_split, shared, len(test))}: the accuracy "
+                                 "matrix would measure the relays on images they trained on; give the folder a "
+                                 "held-out test split (the task's folder layout), or name it with --external", s)
     if Path(out).exists() and not Path(out).is_dir():
         raise InputError("--out must be a folder (the simulation writes JSON, Markdown, heatmaps and batons there); "
                          "this is a file", out)
@@ -193,7 +202,7 @@ def simulate(task_name: str, sites: Sequence[str], out: str | Path, *, strategie
     unknown = [n for n in base_names if n not in BASELINES]
     if unknown:  # e.g. ["all"] from a comma-split option: refuse rather than silently train no baseline
         raise InputError(f"unknown baseline(s) {unknown}; known: {', '.join(BASELINES)} (or 'all' / 'none' alone)")
-    _check_before_writing(task, sites, external, strat_names, strategy_opts, out)
+    _check_before_writing(task, sites, external, strat_names, strategy_opts, out, train_split, test_split)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     hib = task.spec.higher_is_better

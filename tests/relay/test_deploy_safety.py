@@ -224,3 +224,56 @@ def test_data_of_another_task_names_the_batons_task(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="this baton is for task 'mediastinum'"):
         api.evaluate(b0, tmp_path / "fundus_site", "x")
     assert not (tmp_path / "1.baton").exists()
+
+
+def test_results_on_training_samples_are_not_called_held_out(toy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """At a site folder without a split file (fundus: every image in every split) the images a site had just trained
+    on were measured after training and recorded in the ledger as its test result; an evaluation lap there was
+    recorded as held out too."""
+    from medzoo.cli.main import main
+
+    build = type(toy).build_dataset
+
+    def no_split_file_at_a(self, source, split, *, augment=False):  # type: ignore[no-untyped-def]
+        return build(self, source, "train" if str(source) == "a" and split == "test" else split, augment=augment)
+
+    monkeypatch.setattr(type(toy), "build_dataset", no_split_file_at_a)
+    b1 = api.train(_start(toy, tmp_path), "a", "a", tmp_path / "1.baton", epochs=1, progress=False)
+    measured = Baton.read(b1).ledger[-1]["metrics"]["a"]
+    assert "accuracy" not in measured and measured["skipped"].startswith("24 of the 24 samples of this site's 'test'")
+    b2 = api.train(b1, "b", "b", tmp_path / "2.baton", epochs=1, progress=False)
+    assert "accuracy" in Baton.read(b2).ledger[-1]["metrics"]["b"]  # a site with a held-out split is measured
+    with pytest.warns(UserWarning, match="if this site trained on them, this is not a held-out result"):
+        api.evaluate(b2, "a", "a")
+    lap = Baton.read(b2).ledger[-1]
+    assert lap["held_out"] is False and "accuracy" in lap["metrics"]["a"] and "24 of the 24" in lap["caveat"]
+    api.evaluate(b2, "b", "b")
+    assert "held_out" not in Baton.read(b2).ledger[-1] and "caveat" not in Baton.read(b2).ledger[-1]
+    capsys.readouterr()
+    assert main(["relay", "evaluate", str(b2), "--data", "a", "--site", "a"]) == 0
+    run = capsys.readouterr()
+    assert "evaluation lap at a [test, NOT held out]" in run.out and "note: a: 24 of the 24" in run.err
+    assert main(["relay", "inspect", str(b2)]) == 0
+    shown = capsys.readouterr().out
+    assert shown.count("[test, NOT held out]") == 2 and "evaluate b [test] after" in shown
+
+
+def test_simulate_refuses_a_site_folder_without_held_out_test_samples(toy, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """simulate measured the accuracy matrix on a site folder's 'test' split even when it was its training split."""
+    from medzoo.relay.simulate import simulate
+
+    build, cls = type(toy).build_dataset, type(toy)
+
+    def no_split_file_at_a(self, source, split, *, augment=False):  # type: ignore[no-untyped-def]
+        return build(self, "a", "train" if split == "test" else split, augment=augment) if str(source).endswith("site-a") \
+            else build(self, source, split, augment=augment)
+
+    monkeypatch.setattr(cls, "build_dataset", no_split_file_at_a)
+    folder = tmp_path / "site-a"
+    folder.mkdir()
+    with pytest.raises(InputError, match="24 of the 24 samples of this site's 'test' split are also in its 'train' "
+                                         "split.*images they trained on"):
+        simulate(toy.spec.name, [str(folder), "b"], tmp_path / "run", strategies=["naive"], baselines="none")
+    assert not (tmp_path / "run").exists()

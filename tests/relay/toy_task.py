@@ -39,6 +39,7 @@ class ToyDataset(Dataset):
             img[:, y0:y0 + 5, x0:x0 + 4] = 0.9 * col
             img = (img + noise * torch.randn(img.shape, generator=g)).clamp(0, 1)
             self.items.append({"image": img, "target": torch.tensor(label), "id": f"{site}-{split}-{i:03d}"})
+        self.ids = [str(it["id"]) for it in self.items]
 
     def __len__(self) -> int:
         return len(self.items)
