@@ -79,7 +79,18 @@ def test_evaluate_on_a_user_folder(tmp_path: Path, capsys: pytest.CaptureFixture
     out_json = tmp_path / "m.json"
     assert main(["evaluate", "fundus-vessels", "--data", str(tmp_path / "site"), "--split", "all", "--json", str(out_json)]) == 0
     res = json.loads(out_json.read_text())
-    assert 0.0 <= res["metrics"]["dice"] <= 1.0 and len(res["ids"]) == 2
+    assert 0.0 <= res["metrics"]["dice"] <= 1.0 and len(res["ids"]) == 2 and "held_out_from_train" not in res
+    capsys.readouterr()
+    # without split.csv the folder's 'test' split is every image, its 'train' split too: said, not passed off as held out
+    assert main(["evaluate", "fundus-vessels", "--data", str(tmp_path / "site"), "--json", str(out_json)]) == 0
+    run = capsys.readouterr()
+    assert "[test, NOT held out from train], n=2" in run.out and "2 of the 2 samples of its 'test' split" in run.err
+    assert json.loads(out_json.read_text())["held_out_from_train"] is False
+    (tmp_path / "site" / "split.csv").write_text("id,split\n00,train\n01,test\n")
+    assert main(["evaluate", "fundus-vessels", "--data", str(tmp_path / "site")]) == 0
+    run = capsys.readouterr()
+    assert "[test], n=1" in run.out and "NOT held out" not in run.out + run.err
+    (tmp_path / "site" / "split.csv").unlink()
     # a mask without an image is refused, naming the file
     cv2.imwrite(str(tmp_path / "site" / "masks" / "99_manual.png"), m)
     assert main(["evaluate", "fundus-vessels", "--data", str(tmp_path / "site")]) == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -156,16 +157,32 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model = load_any(args.model).to(args.device)
     task = model.task
     ds = task.build_dataset(args.data, args.split)
+    held_out = True
+    if args.split == "test":  # a folder without a split file has no test images apart: say so
+        from medzoo.core import shared_samples
+        from medzoo.errors import InputError
+
+        try:
+            shared = shared_samples(task.build_dataset(args.data, "train"), ds)
+        except InputError:  # no training split: nothing shared
+            shared = None
+        if shared:
+            held_out = False
+            print(f"note: {args.data}: {shared} of the {len(ds)} samples of its 'test' split are also in its 'train' "  # type: ignore[arg-type]
+                  "split (a folder without a split file puts every sample in every split): for a model trained on "
+                  "this folder, this is not a held-out result", file=sys.stderr)
     res = task.evaluate(model.net, ds, device=args.device)
     tag = " (SYNTHETIC data)" if task.spec.synthetic else ""
-    print(f"{task.spec.name} on {args.data} [{args.split}], n={len(res.ids) or len(ds)}{tag}")  # type: ignore[arg-type]
+    split = args.split + ("" if held_out else ", NOT held out from train")
+    print(f"{task.spec.name} on {args.data} [{split}], n={len(res.ids) or len(ds)}{tag}")  # type: ignore[arg-type]
     from medzoo.core import is_count_metric
 
     for k, v in res.metrics.items():  # counts as whole numbers, scores to 4 places
         print(f"  {k:<24} {int(v)}" if is_count_metric(k) and float(v).is_integer() else f"  {k:<24} {v:.4f}")
     if args.json:
         atomic_write_json(args.json, {"task": task.spec.name, "model": args.model, "data": str(args.data),
-                                      "split": args.split, "synthetic": task.spec.synthetic, **res.to_json()})
+                                      "split": args.split, **({} if held_out else {"held_out_from_train": False}),
+                                      "synthetic": task.spec.synthetic, **res.to_json()})
     return 0
 
 

@@ -24,7 +24,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, Subset
 
-from medzoo.core import EvalResult, Task, TaskModel, dataset_augment, load_state_dict_strict
+from medzoo.core import (EvalResult, Task, TaskModel, dataset_augment, load_state_dict_strict, sample_ids,
+                         shared_samples)
 from medzoo.errors import BatonError, InputError
 from medzoo.relay import DEFAULT_STRATEGY
 from medzoo.relay.baton import Baton, now
@@ -70,31 +71,12 @@ def _data_identity(data: str | Path, split: str, ds_full: Dataset[Any], max_samp
     source = str(p.resolve()) if p.exists() else str(data)
     ident: dict[str, Any] = {"data": source, "split": split, "n_total": len(ds_full),  # type: ignore[arg-type]
                              "max_samples": max_samples}
-    ids = _cheap_sample_ids(ds_full)
+    ids = sample_ids(ds_full)
     if ids is not None:
         import hashlib
 
         ident["ids_sha256"] = hashlib.sha256("\n".join(ids).encode()).hexdigest()
     return ident
-
-
-def _cheap_sample_ids(ds: Any) -> list[str] | None:
-    """Sample ids a dataset holds without loading images (an ``ids`` list, or ``records`` with an ``id``); else None."""
-    ids = getattr(ds, "ids", None)
-    if isinstance(ids, (list, tuple)):
-        return [str(i) for i in ids]
-    records = getattr(ds, "records", None)
-    if isinstance(records, (list, tuple)) and all(hasattr(r, "id") for r in records):
-        return [str(r.id) for r in records]
-    return None
-
-
-def shared_samples(a: Dataset[Any], b: Dataset[Any]) -> int | None:
-    """How many samples of ``b`` are also in ``a``, by the sample ids the datasets name (None when either names none)."""
-    ids_a, ids_b = _cheap_sample_ids(a), _cheap_sample_ids(b)
-    if ids_a is None or ids_b is None:
-        return None
-    return len(set(ids_a) & set(ids_b))
 
 
 def not_held_out(split: str, train_split: str, shared: int, n: int) -> str:

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from medzoo.core import Task, dataset_augment, save_model
+from medzoo.core import Task, dataset_augment, save_model, shared_samples
 from medzoo.errors import InputError
 from medzoo.norm import apply_norm_eval, norm_eval_of
 from medzoo.relay import DEFAULT_STRATEGY, api, metrics
@@ -121,7 +121,7 @@ def _check_before_writing(task: Any, sites: Sequence[str | Path], external: Sequ
     for s in sites:  # built-in sites hold their test samples out; a folder may not
         if str(s) not in builtin:
             test = task.build_dataset(s, test_split)
-            shared = api.shared_samples(task.build_dataset(s, train_split), test)
+            shared = shared_samples(task.build_dataset(s, train_split), test)
             if shared:
                 raise InputError(f"{api.not_held_out(test_split, train_split, shared, len(test))}: the accuracy "
                                  "matrix would measure the relays on images they trained on; give the folder a "
