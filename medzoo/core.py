@@ -200,6 +200,18 @@ def shared_samples(a: Any, b: Any) -> int | None:
     return len(set(ids_a) & set(ids_b))
 
 
+def shared_with_train(task: Task, data: str | Path, ds: Any) -> int | None:
+    """How many samples of ``ds`` (a split of ``data`` other than ``"train"``) are also in ``data``'s training split
+    (None where the datasets name no ids or ``data`` has no training split): nonzero means a result on ``ds`` is no
+    held-out one for a model trained on ``data``."""
+    from medzoo.errors import InputError
+
+    try:
+        return shared_samples(task.build_dataset(data, "train"), ds)
+    except InputError:  # no training split: nothing shared
+        return None
+
+
 class TaskModel:
     """A network bound to its task. Task modules subclass it to add ``predict`` and friends.
 

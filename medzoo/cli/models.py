@@ -159,13 +159,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     ds = task.build_dataset(args.data, args.split)
     held_out = True
     if args.split == "test":  # a folder without a split file has no test images apart: say so
-        from medzoo.core import shared_samples
-        from medzoo.errors import InputError
+        from medzoo.core import shared_with_train
 
-        try:
-            shared = shared_samples(task.build_dataset(args.data, "train"), ds)
-        except InputError:  # no training split: nothing shared
-            shared = None
+        shared = shared_with_train(task, args.data, ds)
         if shared:
             held_out = False
             print(f"note: {args.data}: {shared} of the {len(ds)} samples of its 'test' split are also in its 'train' "  # type: ignore[arg-type]

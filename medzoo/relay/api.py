@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from medzoo.core import (EvalResult, Task, TaskModel, dataset_augment, load_state_dict_strict, sample_ids,
-                         shared_samples)
+                         shared_samples, shared_with_train)
 from medzoo.errors import BatonError, InputError
 from medzoo.relay import DEFAULT_STRATEGY
 from medzoo.relay.baton import Baton, now
@@ -334,10 +334,7 @@ def evaluate(baton: str | Path, data: str | Path, site: str, *, out: str | Path 
     t0 = time.perf_counter()
     caveat: dict[str, Any] = {}
     if split not in ("train", "all"):  # asked for held-out data: say so when the folder holds none apart
-        try:
-            shared = shared_samples(task.build_dataset(data, "train"), ds)
-        except InputError:  # no training split at this site: nothing to share
-            shared = None
+        shared = shared_with_train(task, data, ds)
         if shared:
             caveat = {"held_out": False, "caveat": not_held_out(split, "train", shared, len(ds)) +  # type: ignore[arg-type]
                       ": if this site trained on them, this is not a held-out result"}
