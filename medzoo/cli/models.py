@@ -151,6 +151,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def print_metrics(metrics: dict[str, float]) -> None:
+    """One metric a line: counts as whole numbers, scores to 4 places."""
+    from medzoo.core import is_count_metric
+
+    for k, v in metrics.items():
+        print(f"  {k:<24} {int(v)}" if is_count_metric(k) and float(v).is_integer() else f"  {k:<24} {v:.4f}")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from medzoo.io import atomic_write_json
 
@@ -171,10 +179,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     tag = " (SYNTHETIC data)" if task.spec.synthetic else ""
     split = args.split + ("" if held_out else ", NOT held out from train")
     print(f"{task.spec.name} on {args.data} [{split}], n={len(res.ids) or len(ds)}{tag}")  # type: ignore[arg-type]
-    from medzoo.core import is_count_metric
-
-    for k, v in res.metrics.items():  # counts as whole numbers, scores to 4 places
-        print(f"  {k:<24} {int(v)}" if is_count_metric(k) and float(v).is_integer() else f"  {k:<24} {v:.4f}")
+    print_metrics(res.metrics)
     if args.json:
         atomic_write_json(args.json, {"task": task.spec.name, "model": args.model, "data": str(args.data),
                                       "split": args.split, **({} if held_out else {"held_out_from_train": False}),

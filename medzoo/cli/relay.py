@@ -244,6 +244,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from medzoo.cli.models import print_metrics
     from medzoo.relay import api
 
     with warnings.catch_warnings():  # the caveat is printed below, once
@@ -257,8 +258,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if last.get("caveat"):
         print(f"note: {args.data}: {last['caveat']}", file=sys.stderr)
     print(f"evaluation lap at {args.site} [{args.split}{held}] after {' -> '.join(info['sites'])}{tag}:")
-    for k, v in res.metrics.items():
-        print(f"  {k:<24} {v:.4f}")
+    print_metrics(res.metrics)
     print(f"appended to the ledger of {args.out or args.baton}")
     return 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -277,3 +278,22 @@ def test_simulate_refuses_a_site_folder_without_held_out_test_samples(toy, tmp_p
                                          "split.*images they trained on"):
         simulate(toy.spec.name, [str(folder), "b"], tmp_path / "run", strategies=["naive"], baselines="none")
     assert not (tmp_path / "run").exists()
+
+
+def test_evaluation_lap_prints_counts_as_whole_numbers(toy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """`relay evaluate` printed a count (mediastinum's auroc_classes) as "5.0000"; `medzoo evaluate` prints "5"."""
+    from medzoo.cli.main import main
+    from medzoo.core import EvalResult
+
+    evaluate = type(toy).evaluate
+
+    def with_a_count(self, model, dataset, *, device="cpu"):  # type: ignore[no-untyped-def]
+        r = evaluate(self, model, dataset, device=device)
+        return EvalResult({**r.metrics, "auroc_classes": 2.0}, r.per_sample, r.ids)
+
+    monkeypatch.setattr(type(toy), "evaluate", with_a_count)
+    b0 = _start(toy, tmp_path)
+    assert main(["relay", "evaluate", str(b0), "--data", "b", "--site", "b"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^  auroc_classes +2$", out, re.M) and re.search(r"^  accuracy +0\.\d{4}$", out, re.M)
