@@ -91,6 +91,13 @@ def _site_dataset(task: Task, data: str | Path, split: str, *, augment: bool = F
     try:
         return task.build_dataset(data, split, augment=augment)
     except InputError as e:
+        if split != "all":
+            try:
+                task.build_dataset(data, "all")
+            except InputError:
+                pass
+            else:  # a site of this task that lacks this split: the message says so, the hint would mislead
+                raise
         raise InputError(f"{e} (this baton is for task {task.spec.name!r}: is {str(data)!r} a "
                          f"{task.spec.name} site?)") from e
 

@@ -225,6 +225,13 @@ def test_data_of_another_task_names_the_batons_task(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="this baton is for task 'mediastinum'"):
         api.evaluate(b0, tmp_path / "fundus_site", "x")
     assert not (tmp_path / "1.baton").exists()
+    # a site of the right task that only lacks the split gets the plain message, not the question whether it is one
+    from medzoo import get_task
+
+    get_task("mediastinum").write_site("synth-a", "test", tmp_path / "test_only", n=1)
+    with pytest.raises(InputError, match="no 'train' cases in labels.csv") as e:
+        api.train(b0, tmp_path / "test_only", "x", tmp_path / "1.baton", epochs=1, progress=False)
+    assert "is this baton" not in str(e.value) and "a mediastinum site?" not in str(e.value)
 
 
 def test_results_on_training_samples_are_not_called_held_out(toy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
