@@ -108,6 +108,19 @@ def test_synth_then_predict_midline(tmp_path: Path) -> None:
     assert "shift" in json.dumps(payload).lower()
 
 
+def test_simulate_help_says_what_each_budget_spends(capsys: pytest.CaptureFixture[str]) -> None:
+    """`relay simulate --budget` listed tiny/small/full without saying what they spend (or that tiny's numbers mean
+    nothing); the help now reads them from medzoo.relay.budget.BUDGETS."""
+    from medzoo.relay.budget import BUDGETS
+
+    with pytest.raises(SystemExit):
+        main(["relay", "simulate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    small = BUDGETS["small"]
+    assert f"small {small.epochs} / {small.max_train} / all" in text and "numbers mean nothing" in text
+    assert "--task TASK task name" in text and "all: every site order" in text
+
+
 def test_synth_refuses_a_real_data_task(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main(["synth", "fundus-vessels", "--site", "drive", "--out", str(tmp_path)]) == 2
     assert "no synthetic sites" in capsys.readouterr().err

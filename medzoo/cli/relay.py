@@ -36,6 +36,16 @@ def _csv(s: str | None) -> list[str]:
 
 
 
+def _budgets_in_words() -> str:
+    from medzoo.relay.budget import BUDGETS  # light: no torch
+
+    def n(v: int | None) -> str:
+        return "all" if v is None else str(v)
+
+    return ", ".join(f"{k} {b.epochs} / {n(b.max_train)} / {n(b.max_test)}" + (" (default)" if k == "tiny" else "")
+                     for k, b in BUDGETS.items())
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     relay = sub.add_parser("relay", help="relay learning: train a model that travels between sites as a file (the baton)",
                            description="Relay learning: the model travels from site to site as one baton file; each site "
@@ -119,12 +129,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=cmd_export)
 
     p = rs.add_parser("simulate", help="run whole relays and baselines on one machine; accuracy matrix, BWT, forgetting")
-    p.add_argument("--task", required=True)
+    p.add_argument("--task", required=True, help="task name (see `medzoo list`)")
     p.add_argument("--sites", required=True, help="comma-separated training sites, in relay order")
     p.add_argument("--strategy", default=DEFAULT_STRATEGY,
                    help=f"comma-separated strategies, or 'all' (default {DEFAULT_STRATEGY})")
-    p.add_argument("--orders", default="given", choices=("given", "all"), help="'all' runs every site order")
-    p.add_argument("--budget", default="tiny", choices=("tiny", "small", "full"))
+    p.add_argument("--orders", default="given", choices=("given", "all"),
+                   help="given: the order of --sites (default); all: every site order")
+    p.add_argument("--budget", default="tiny", choices=("tiny", "small", "full"),
+                   help="epochs per site / training and test samples per site: " + _budgets_in_words()
+                        + " (tiny checks the mechanics only, its numbers mean nothing; the options below override "
+                          "single values)")
     p.add_argument("--external", default="", help="comma-separated sites never trained on (evaluated at the end)")
     p.add_argument("--baselines", default="all", help="'all', 'none' or a comma list of single,ensemble,pooled,cyclic,fedavg")
     p.add_argument("--out", type=Path, required=True, help="output folder (JSON, Markdown, heatmap PNGs, batons); "
