@@ -121,6 +121,26 @@ def test_simulate_help_says_what_each_budget_spends(capsys: pytest.CaptureFixtur
     assert "--task TASK task name" in text and "all: every site order" in text
 
 
+def test_every_option_has_help() -> None:
+    """Options such as `relay export --out`, `relay evaluate --data` and `evaluate --split` had no help text."""
+    import argparse
+
+    from medzoo.cli.main import build_parser
+
+    missing = []
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> None:
+        for a in parser._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for name, sub in a.choices.items():
+                    walk(sub, f"{path} {name}")
+            elif not a.help and a.dest != "help":
+                missing.append(f"{path} {'/'.join(a.option_strings) or a.dest}")
+
+    walk(build_parser(), "medzoo")
+    assert missing == []
+
+
 def test_synth_refuses_a_real_data_task(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main(["synth", "fundus-vessels", "--site", "drive", "--out", str(tmp_path)]) == 2
     assert "no synthetic sites" in capsys.readouterr().err

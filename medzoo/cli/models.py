@@ -22,15 +22,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("inputs", nargs="+", type=Path, help="input files (images, NIfTI volumes, DICOM files or series folders)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     _add_input_options(p)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="measure a model on a labelled dataset (a built-in site or a folder)")
     p.add_argument("model", help="shipped weights name or .safetensors model file")
     p.add_argument("--data", required=True, help="built-in site name or a folder in the task's layout")
-    p.add_argument("--split", default="test", choices=("train", "test", "all"))
+    p.add_argument("--split", default="test", choices=("train", "test", "all"),
+                   help="which images or cases to measure (default test; a folder without a split file has every "
+                        "sample in every split)")
     p.add_argument("--json", type=Path, help="also write the metrics (and per-sample values) as JSON here")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.set_defaults(func=cmd_evaluate)
 
     for name, helptext in (("train", "train a model for a task at one site"),

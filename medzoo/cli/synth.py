@@ -14,7 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("synth", help="write a built-in SYNTHETIC site to a folder (for rehearsing a relay)")
     p.add_argument("task", help="a task with synthetic sites (mediastinum, midline)")
     p.add_argument("--site", required=True, help="synthetic site name (see the task's docs)")
-    p.add_argument("--split", default="train", choices=("train", "test", "all"))
+    p.add_argument("--split", default="train", choices=("train", "test", "all"),
+                   help="which of the site's cases to write (default train); recorded in the folder's split column")
     p.add_argument("--n", type=int, default=None, help="number of cases (default: the site's size)")
     p.add_argument("--out", type=Path, required=True, help="output folder (created)")
     p.set_defaults(func=cmd_synth)
