@@ -60,6 +60,14 @@ def _refuse_signed_without_key(b: Baton, key_file: str | Path | None, step: str)
                          "next site's `verify --key-file` rejects)")
 
 
+def _refuse_unchecked_signature(b: Baton, key_file: str | Path | None, what: str) -> None:
+    """A signed baton's model is put to use only once its signature is checked: anyone can rewrite a baton and
+    recompute its content hash; only the signature shows the consortium wrote it."""
+    if b.signed and key_file is None:
+        raise BatonError(f"{b.path}: the baton is signed; give --key-file (key_file=) with the consortium key to check "
+                         f"the signature before {what} (the content hash alone does not show who wrote the baton)")
+
+
 def _check_max_samples(max_samples: int | None) -> None:
     if max_samples is not None and (not isinstance(max_samples, int) or max_samples < 1):
         raise InputError(f"max_samples must be a whole number >= 1 (or None for all), got {max_samples!r}")
@@ -384,7 +392,9 @@ def model(baton: str | Path, *, key_file: str | Path | None = None, expect_task:
     Example:
         >>> model("site3.baton").predict(rgb)  # doctest: +SKIP
     """
-    return _model(Baton.read(baton, key_file=key_file, expect_task=expect_task))
+    b = Baton.read(baton, key_file=key_file, expect_task=expect_task)
+    _refuse_unchecked_signature(b, key_file, "using its model")
+    return _model(b)
 
 
 def export(baton: str | Path, out: str | Path, *, key_file: str | Path | None = None, half: bool = False,
@@ -392,5 +402,6 @@ def export(baton: str | Path, out: str | Path, *, key_file: str | Path | None = 
     """Write the baton's model as a medzoo model file (loadable by :func:`medzoo.core.load_model`)."""
     out = Path(out)
     b = Baton.read(baton, key_file=key_file)
+    _refuse_unchecked_signature(b, key_file, "exporting its model")
     _refuse_existing(out, overwrite)
     return _model(b).save(out, half=half)

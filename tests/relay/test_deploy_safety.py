@@ -106,9 +106,22 @@ def test_signed_baton_needs_the_key_to_train_or_evaluate(toy, tmp_path: Path) ->
     assert b1.read_bytes() == before  # type: ignore[union-attr]
     api.evaluate(b1, "b", "b", key_file=key)  # type: ignore[arg-type]
     assert api.verify(b1, key_file=key)["signature_checked"]  # type: ignore[arg-type]
-    # the docs' Python sequence passes the key to evaluate
+    # its model is exported or used only once the signature is checked (a rewritten baton with recomputed hashes
+    # once exported without a word)
+    with pytest.raises(BatonError, match="signed.*--key-file.*before exporting"):
+        api.export(b1, tmp_path / "m.safetensors")  # type: ignore[arg-type]
+    with pytest.raises(BatonError, match="signed.*--key-file.*before using its model"):
+        api.model(b1)  # type: ignore[arg-type]
+    assert not (tmp_path / "m.safetensors").exists()
+    api.export(b1, tmp_path / "m.safetensors", key_file=key)  # type: ignore[arg-type]
+    api.model(b1, key_file=key)  # type: ignore[arg-type]
+    # the docs' Python sequence passes the key to evaluate and export, and their commands to export
     doc = (Path(__file__).resolve().parents[2] / "docs" / "relay.md").read_text()
     assert 'api.evaluate("lap1.baton", "/data/retina", site="hospital-1", key_file="relay.key")' in doc
+    assert 'api.export("lap1.baton", "relay-model.safetensors", key_file="relay.key")' in doc
+    assert "medzoo relay export lap2.baton --key-file relay.key" in doc
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert all("--key-file" in line for line in readme.splitlines() if line.startswith("medzoo relay export"))
 
 
 # -- 3. resuming only from a checkpoint of the same run, data included -------------------------------------------
