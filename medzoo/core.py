@@ -299,7 +299,10 @@ def read_model_file(path: str | Path) -> tuple[str, dict[str, Any], dict[str, An
     except (SafetensorError, ValueError, json.JSONDecodeError) as e:
         raise WeightsError(f"{p}: not a readable safetensors file ({e})") from e
     if header.get("format") != MODEL_FORMAT:
-        raise WeightsError(f"{p}: not a medzoo model file (format {header.get('format')!r}, expected {MODEL_FORMAT!r})")
+        fmt = header.get("format")
+        hint = (f"; it is a relay baton: export its model first (`medzoo relay export {p} --out model.safetensors`, "
+                "with --key-file for a signed baton)") if str(fmt).startswith("medzoo.baton/") else ""
+        raise WeightsError(f"{p}: not a medzoo model file (format {fmt!r}, expected {MODEL_FORMAT!r}){hint}")
     want = header.get(TENSORS_SHA256)
     if want is not None and _data_sha256(raw) != want:
         raise WeightsError(f"{p}: the tensor data do not match the sha256 in the file's header "

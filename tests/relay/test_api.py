@@ -109,6 +109,9 @@ def test_cli_relay_round(toy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main(["relay", "export", str(b1), "--out", str(tmp_path / "m.safetensors")]) == 0
     text = capsys.readouterr().out
     assert "SYNTHETIC" in text and "evaluate b" in text and "OK:" in text and "ewc" in text
+    # a baton handed to a command that takes a model file says how to get one from it
+    assert main(["evaluate", str(b1), "--data", "b"]) == 2
+    assert f"it is a relay baton: export its model first (`medzoo relay export {b1}" in capsys.readouterr().err
     assert main(["relay", "start", "--task", toy.spec.name, "--out", str(tmp_path / "x"), "--strategy", "ewc",
                  "--opt", "mode=weird"]) == 2
     assert main(["relay", "train", str(tmp_path / "m.safetensors"), "--data", "a", "--site", "a", "--out", str(tmp_path / "y")]) == 2
