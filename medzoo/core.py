@@ -178,40 +178,6 @@ def dataset_augment(task: Task, level: bool | str) -> bool | str:
     return level
 
 
-def sample_ids(ds: Any) -> list[str] | None:
-    """The sample ids a dataset names without loading images (an ``ids`` list, or ``records`` with an ``id``); else
-    None."""
-    ids = getattr(ds, "ids", None)
-    if isinstance(ids, (list, tuple)):
-        return [str(i) for i in ids]
-    records = getattr(ds, "records", None)
-    if isinstance(records, (list, tuple)) and all(hasattr(r, "id") for r in records):
-        return [str(r.id) for r in records]
-    return None
-
-
-def shared_samples(a: Any, b: Any) -> int | None:
-    """How many samples of dataset ``b`` are also in dataset ``a``, by :func:`sample_ids` (None when either names
-    none). A site folder without a split file (fundus) puts every sample in every split: its 'test' split then
-    shares every sample with its 'train' split, and a result on it is no held-out one."""
-    ids_a, ids_b = sample_ids(a), sample_ids(b)
-    if ids_a is None or ids_b is None:
-        return None
-    return len(set(ids_a) & set(ids_b))
-
-
-def shared_with_train(task: Task, data: str | Path, ds: Any) -> int | None:
-    """How many samples of ``ds`` (a split of ``data`` other than ``"train"``) are also in ``data``'s training split
-    (None where the datasets name no ids or ``data`` has no training split): nonzero means a result on ``ds`` is no
-    held-out one for a model trained on ``data``."""
-    from medzoo.errors import InputError
-
-    try:
-        return shared_samples(task.build_dataset(data, "train"), ds)
-    except InputError:  # no training split: nothing shared
-        return None
-
-
 class TaskModel:
     """A network bound to its task. Task modules subclass it to add ``predict`` and friends.
 

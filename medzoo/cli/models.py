@@ -169,14 +169,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     ds = task.build_dataset(args.data, args.split)
     held_out = True
     if args.split == "test":  # a folder without a split file has no test images apart: say so
-        from medzoo.core import shared_with_train
+        from medzoo.splits import not_held_out, shared_with_train
 
         shared = shared_with_train(task, args.data, ds)
         if shared:
             held_out = False
-            print(f"note: {args.data}: {shared} of the {len(ds)} samples of its 'test' split are also in its 'train' "  # type: ignore[arg-type]
-                  "split (a folder without a split file puts every sample in every split): for a model trained on "
-                  "this folder, this is not a held-out result", file=sys.stderr)
+            print(f"note: {args.data}: {not_held_out('test', 'train', shared, len(ds), whose='its')}: for a model "  # type: ignore[arg-type]
+                  "trained on this folder, this is not a held-out result", file=sys.stderr)
     res = task.evaluate(model.net, ds, device=args.device)
     tag = " (SYNTHETIC data)" if task.spec.synthetic else ""
     split = args.split + ("" if held_out else ", NOT held out from train")

@@ -24,8 +24,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, Subset
 
-from medzoo.core import (EvalResult, Task, TaskModel, dataset_augment, load_state_dict_strict, sample_ids,
-                         shared_samples, shared_with_train)
+from medzoo.core import EvalResult, Task, TaskModel, dataset_augment, load_state_dict_strict
 from medzoo.errors import BatonError, InputError
 from medzoo.relay import DEFAULT_STRATEGY
 from medzoo.relay.baton import Baton, now
@@ -35,6 +34,7 @@ from medzoo.relay.trainer import TrainConfig, _dist, train_site
 from medzoo.relay.workdir import WORK_MARKER  # noqa: F401  (where a lap checkpoints)
 from medzoo.relay.workdir import clean_work_dir as _clean_work_dir
 from medzoo.relay.workdir import prepare_work_dir as _prepare_work_dir
+from medzoo.splits import not_held_out, sample_ids, shared_samples, shared_with_train
 
 
 def _refuse_existing(out: Path, overwrite: bool) -> None:
@@ -54,18 +54,20 @@ def _same_file(a: str | Path, b: str | Path) -> bool:
 
 def _refuse_signed_without_key(b: Baton, key_file: str | Path | None, step: str) -> None:
     """A signed baton must stay signed: without the key the next baton would go out unsigned."""
-    if b.signed and key_file is None:
-        raise BatonError(f"{b.path}: the baton is signed; give --key-file (key_file=) with the consortium key to "
-                         f"verify it and sign the next one ({step} refused: it would write an unsigned baton that the "
-                         "next site's `verify --key-file` rejects)")
+    _require_key(b, key_file, f"to verify it and sign the next one ({step} refused: it would write an unsigned baton "
+                              "that the next site's `verify --key-file` rejects)")
 
 
 def _refuse_unchecked_signature(b: Baton, key_file: str | Path | None, what: str) -> None:
     """A signed baton's model is put to use only once its signature is checked: anyone can rewrite a baton and
     recompute its content hash; only the signature shows the consortium wrote it."""
+    _require_key(b, key_file, f"to check the signature before {what} (the content hash alone does not show who "
+                              "wrote the baton)")
+
+
+def _require_key(b: Baton, key_file: str | Path | None, why: str) -> None:
     if b.signed and key_file is None:
-        raise BatonError(f"{b.path}: the baton is signed; give --key-file (key_file=) with the consortium key to check "
-                         f"the signature before {what} (the content hash alone does not show who wrote the baton)")
+        raise BatonError(f"{b.path}: the baton is signed; give --key-file (key_file=) with the consortium key {why}")
 
 
 def _check_max_samples(max_samples: int | None) -> None:
@@ -85,12 +87,6 @@ def _data_identity(data: str | Path, split: str, ds_full: Dataset[Any], max_samp
 
         ident["ids_sha256"] = hashlib.sha256("\n".join(ids).encode()).hexdigest()
     return ident
-
-
-def not_held_out(split: str, train_split: str, shared: int, n: int) -> str:
-    """Why a result is no held-out one, for the ledger (no path: the ledger travels to other sites)."""
-    return (f"{shared} of the {n} samples of this site's {split!r} split are also in its {train_split!r} split (a "
-            f"folder without a split file puts every sample in every split)")
 
 
 def _site_dataset(task: Task, data: str | Path, split: str, *, augment: bool = False) -> Dataset[Any]:

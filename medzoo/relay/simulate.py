@@ -20,7 +20,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from medzoo.core import Task, dataset_augment, save_model, shared_samples
+from medzoo.core import Task, dataset_augment, save_model
 from medzoo.errors import InputError
 from medzoo.norm import apply_norm_eval, norm_eval_of
 from medzoo.relay import DEFAULT_STRATEGY, api, metrics
@@ -37,6 +37,7 @@ from medzoo.relay.takeover import (
     start_matches,
 )
 from medzoo.relay.trainer import TrainConfig, state_fingerprint
+from medzoo.splits import not_held_out, shared_samples
 
 BASELINES = ("single", "ensemble", "pooled", "cyclic", "fedavg")
 
@@ -123,7 +124,7 @@ def _check_before_writing(task: Any, sites: Sequence[str | Path], external: Sequ
             test = task.build_dataset(s, test_split)
             shared = shared_samples(task.build_dataset(s, train_split), test)
             if shared:
-                raise InputError(f"{api.not_held_out(test_split, train_split, shared, len(test))}: the accuracy "
+                raise InputError(f"{not_held_out(test_split, train_split, shared, len(test))}: the accuracy "
                                  "matrix would measure the relays on images they trained on; give the folder a "
                                  "held-out test split (the task's folder layout), or name it with --external", s)
     if Path(out).exists() and not Path(out).is_dir():
