@@ -189,8 +189,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         info = api.inspect(path)
         last = info["ledger"][-1]
         tag = " (SYNTHETIC data)" if last.get("synthetic") else ""
-        print(f"site {args.site}: trained on {last['n_samples']} samples, {last['epochs']} epochs{tag}; "
-              f"metrics {json.dumps(last['metrics'])}")
+        from medzoo.cli.models import print_metrics
+
+        n_ep = last["epochs"]
+        print(f"site {args.site}: trained on {last['n_samples']} samples, {n_ep} epoch{'' if n_ep == 1 else 's'}{tag}")
+        for site, metrics in last["metrics"].items():
+            if "skipped" in metrics:
+                print(f"no test metrics recorded at {site}: {metrics['skipped']}")
+            else:
+                print(f"measured at {site} [{last.get('metrics_split') or 'test'}]:")
+                print_metrics(metrics)
         print(f"wrote {path} (sites so far: {' -> '.join(info['sites'])})")
     return 0
 

@@ -103,6 +103,8 @@ def test_cli_relay_round(toy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     b0, b1 = tmp_path / "0.baton", tmp_path / "1.baton"
     assert main(["relay", "start", "--task", toy.spec.name, "--out", str(b0), "--strategy", "ewc", "--opt", "lam=10"]) == 0
     assert main(["relay", "train", str(b0), "--data", "a", "--site", "a", "--out", str(b1), "--epochs", "1", "--quiet"]) == 0
+    trained = capsys.readouterr().out  # the site's held-out result, one metric a line as `relay evaluate` shows it
+    assert "trained on 24 samples, 1 epoch (SYNTHETIC data)\nmeasured at a [test]:\n  accuracy " in trained
     assert main(["relay", "evaluate", str(b1), "--data", "b", "--site", "b"]) == 0
     assert main(["relay", "inspect", str(b1)]) == 0
     assert main(["relay", "verify", str(b1)]) == 0

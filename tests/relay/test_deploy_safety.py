@@ -272,6 +272,9 @@ def test_results_on_training_samples_are_not_called_held_out(toy, tmp_path: Path
     api.evaluate(b2, "b", "b")
     assert "held_out" not in Baton.read(b2).ledger[-1] and "caveat" not in Baton.read(b2).ledger[-1]
     capsys.readouterr()
+    assert main(["relay", "train", str(b2), "--data", "a", "--site", "a", "--out", str(tmp_path / "3.baton"),
+                 "--epochs", "1", "--quiet"]) == 0  # says why the site has no result, rather than printing {}
+    assert "no test metrics recorded at a: 24 of the 24 samples" in capsys.readouterr().out
     assert main(["relay", "evaluate", str(b2), "--data", "a", "--site", "a"]) == 0
     run = capsys.readouterr()
     assert "evaluation lap at a [test, NOT held out]" in run.out and "note: a: 24 of the 24" in run.err
