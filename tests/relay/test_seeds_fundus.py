@@ -104,6 +104,7 @@ def test_files_of_one_seed_are_merged_and_runs_chosen_by_setting(tmp_path: Path,
     for r in later["results"]["runs"]:
         r["settings"] = {"alpha": 1.0, "distill_inputs": "both"}
     other_seed = _doc(4, 0.74, (0.735, -0.006, row))
+    other_seed["results"]["baselines"] = {"pooled": other_seed["results"]["baselines"]["pooled"]}  # no single-site models
     for r in other_seed["results"]["runs"]:
         r["settings"] = {"alpha": 1.0, "distill_inputs": "both"}
     for name, doc in (("a_seed3", first), ("a_seed3_both", later), ("a_seed4_both", other_seed)):
@@ -127,7 +128,12 @@ def test_files_of_one_seed_are_merged_and_runs_chosen_by_setting(tmp_path: Path,
     assert s3["seed"] == 3 and sorted(s3["strategies"]) == ["lwf", "naive"]
     assert s3["strategies"]["lwf"]["final_avg"] == pytest.approx(0.74)  # the `both` run, not the default one
     assert s3["strategies"]["lwf"]["forgets_less_than_naive"] is True  # naive from the first call, same seed
-    assert s3["strategies"]["lwf"]["beats_single_on_unseen"] and s4["strategies"]["lwf"]["beats_single_on_unseen"]
+    # seed 4 ran no single-site models: not counted as a seed where LwF lost to one (it was once counted so)
+    assert s3["strategies"]["lwf"]["beats_single_on_unseen"] and s4["strategies"]["lwf"]["beats_single_on_unseen"] is None
+    assert out["over_seeds"]["lwf"]["beats_single_on_unseen"] == 1 and out["over_seeds"]["lwf"]["beats_single_of"] == 1
+    md = (tmp_path / "both_seeds.md").read_text()
+    assert "| 4 | 0.7400 | lwf | 0.7350 | 0.0050 | -0.0060 | – | – (no single-site models at this seed) |" in md
+    assert "| 1/1 | 2/2 | 2/2 |" in md
     assert out["over_seeds"]["lwf"]["gap_to_pooled"]["mean"] == pytest.approx(0.0075)  # (0.01 + 0.005) / 2
     assert "--files a_seed3 a_seed3_both a_seed4_both --opt lwf.distill_inputs=both" in out["command"]
     # a baseline scored differently in two files of one seed, or two inits under one seed: refused
