@@ -225,5 +225,5 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     out = finetune(tm, args.data, site=args.site, strategy=args.strategy, epochs=args.epochs,
                    batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device)
     path = out.save(args.out)  # atomic: an interrupted run leaves no partial file
-    print(path)
+    print(f"wrote {path}: {out.meta['summary']}")  # what was done, and that it is not yet measured
     return 0

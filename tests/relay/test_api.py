@@ -165,7 +165,8 @@ def test_cli_simulate_and_strategies(toy, tmp_path: Path, capsys: pytest.Capture
     assert "has no augmentation level 'strong'" in capsys.readouterr().err
 
 
-def test_finetuned_model_describes_itself_not_the_pretrained_file(toy) -> None:  # type: ignore[no-untyped-def]
+def test_finetuned_model_describes_itself_not_the_pretrained_file(toy, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     """A fine-tuned copy once kept the shipped card's name, file checksum and metrics, and the default count of
     earlier samples ignored a card's ``extra.relay.n_samples`` (so a 16-case site weighed as much as 1920 slices)."""
     card = {"name": "toy-base", "file": "toy-base.safetensors", "sha256": "ab" * 32, "metrics": {"a test": {"accuracy": 0.9}},
@@ -188,6 +189,14 @@ def test_finetuned_model_describes_itself_not_the_pretrained_file(toy) -> None: 
     again = api.finetune(out, "c", site="c", epochs=1, batch_size=8, seed=0, device="cpu", progress=False)
     assert again.meta["name"] == "toy-base+b+c" and again.meta["finetuned_from"]["name"] == "toy-base+b"
     assert [s["site"] for s in again.meta["finetuned"]] == ["b", "c"]
+    # the command says what it did and that the result is not measured yet (it printed only the path)
+    from medzoo.cli.main import main
+
+    base = toy.wrap(toy.build_model(), card).save(tmp_path / "base.safetensors")
+    capsys.readouterr()
+    assert main(["finetune", str(base), "--data", "b", "--site", "b", "--epochs", "1", "--out", str(tmp_path / "ft.safetensors")]) == 0
+    assert (f"wrote {tmp_path / 'ft.safetensors'}: SYNTHETIC toy-base fine-tuned at site b with lwf (1 epoch). "
+            "Not evaluated by medzoo") in capsys.readouterr().out
 
 
 def test_a_baton_written_before_a_setting_range_was_checked_still_loads(toy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
