@@ -91,8 +91,8 @@ def finetuned_meta(base: Mapping[str, Any], step: Mapping[str, Any], *, n_train:
                          f"({step['n_samples']} samples, strategy {strategy})",
         "metrics": {},
         "summary": (("SYNTHETIC " if base.get("synthetic") else "") + f"{base_name} fine-tuned at site {site} with "
-                    f"{strategy} ({step['epochs']} epoch{'' if step['epochs'] == 1 else 's'}). Not evaluated by medzoo: measure it on held-out data "
-                    "(`medzoo evaluate`) before use."),
+                    f"{strategy} ({step['epochs']} epoch{'' if step['epochs'] == 1 else 's'}). Not evaluated by "
+                    "medzoo: measure it on held-out data (`medzoo evaluate`) before use."),
         "finetuned_from": {k: base[k] for k in ("name", "file", "sha256", "metrics", "summary", "finetuned_from")
                            if k in base},
         "finetuned": [*base.get("finetuned", []), dict(step)],

@@ -209,7 +209,7 @@ def main() -> int:
                          "ci95_of_mean": mean_ci95([r[k] for r in rows])}
                      for k in ("final_avg", "bwt", "gap_to_pooled")}
         vs_single = [r["beats_single_on_unseen"] for r in rows if r["beats_single_on_unseen"] is not None]
-        agg[name]["beats_single_on_unseen"] = sum(vs_single)  # of the seeds where the single-site models ran:
+        agg[name]["beats_single_on_unseen"] = sum(vs_single)  # seeds beating them, of the seeds where they ran
         agg[name]["beats_single_of"] = len(vs_single)
         agg[name]["bwt_at_least_-0.01"] = sum(r["bwt"] >= -0.01 for r in rows)
         agg[name]["within_0.01_of_pooled"] = sum(r["gap_to_pooled"] <= 0.01 + 1e-9 for r in rows)
