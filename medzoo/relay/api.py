@@ -30,7 +30,7 @@ from medzoo.relay import DEFAULT_STRATEGY
 from medzoo.relay.baton import Baton, now
 from medzoo.relay.finetune import finetune, finetuned_meta  # noqa: F401  (api.finetune: one new site, no baton)
 from medzoo.relay.strategies import Strategy, StrategyError, make_strategy, stored_strategy
-from medzoo.relay.trainer import TrainConfig, _dist, train_site
+from medzoo.relay.trainer import TrainConfig, _dist, init_distributed, train_site
 from medzoo.relay.workdir import WORK_MARKER  # noqa: F401  (where a lap checkpoints)
 from medzoo.relay.workdir import clean_work_dir as _clean_work_dir
 from medzoo.relay.workdir import prepare_work_dir as _prepare_work_dir
@@ -175,20 +175,6 @@ def start(task_name: str, out: str | Path, *, init: str | Path | None = None, st
     return b.write(out, key_file=key_file)
 
 
-def _maybe_init_distributed(device: str) -> tuple[str, int]:
-    """Under torchrun (WORLD_SIZE > 1) initialise the process group; return (device, rank)."""
-    import torch.distributed as dist
-
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or (dist.is_available() and dist.is_initialized()):
-        return device, (dist.get_rank() if dist.is_available() and dist.is_initialized() else 0)
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    if device.startswith("cuda"):
-        torch.cuda.set_device(local)
-        device = f"cuda:{local}"
-    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-    return device, dist.get_rank()
-
-
 def train(baton: str | Path, data: str | Path, site: str, out: str | Path, *, epochs: int = 10, batch_size: int = 8,
           lr: float = 1e-3, seed: int = 0, device: str = "cpu", resume: bool = True, key_file: str | Path | None = None,
           replay: bool | None = None, work_dir: str | Path | None = None, max_samples: int | None = None,
@@ -247,7 +233,7 @@ def train(baton: str | Path, data: str | Path, site: str, out: str | Path, *, ep
         if other is not None and _same_file(work, other):
             raise BatonError(f"{work}: --work-dir (work_dir=) is {what}; give a folder of its own")
     _prepare_work_dir(work, default=work_dir is None, create=False)  # refuse a folder that is not medzoo's, first
-    device, rank = _maybe_init_distributed(device)
+    device, rank = init_distributed(device)
     task, net, strategy = _build(b)
     if replay is not None:
         if hasattr(strategy, "set_site_options"):

@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import random
 import sys
 import time
@@ -151,6 +152,20 @@ def _dist() -> tuple[bool, int, int]:
     if dist.is_available() and dist.is_initialized():
         return True, dist.get_rank(), dist.get_world_size()
     return False, 0, 1
+
+
+def init_distributed(device: str) -> tuple[str, int]:
+    """Under torchrun (WORLD_SIZE > 1) initialise the process group; return (device, rank)."""
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or (dist.is_available() and dist.is_initialized()):
+        return device, (dist.get_rank() if dist.is_available() and dist.is_initialized() else 0)
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.startswith("cuda"):
+        torch.cuda.set_device(local)
+        device = f"cuda:{local}"
+    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return device, dist.get_rank()
 
 
 def train_site(
